@@ -1,0 +1,141 @@
+// Package aio performs backing-filesystem syscalls asynchronously.
+//
+// An Op describes one syscall. The loop hands it to a Backend under an id
+// (a slab index + generation chosen by the loop) and later receives the
+// id back with the syscall's result: a non-negative value on success or a
+// negated errno. aio knows nothing of FUSE.
+//
+// Memory rule: every buffer, path and struct referenced by an Op belongs to
+// the backend from Submit until its completion is reaped, even if the op
+// was cancelled. The submitter keeps the Op reachable (the loop's slab does)
+// and must not reuse it before then.
+package aio
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kind names a syscall. The names follow the io_uring opcodes where one
+// exists; the rest are the syscalls io_uring has no opcode for.
+type Kind uint8
+
+const (
+	OpNop Kind = iota
+	OpRead
+	OpWrite
+	OpReadv
+	OpWritev
+	OpFsync
+	OpOpenat
+	OpClose
+	OpStatx
+	OpUnlinkat
+	OpRenameat
+	OpMkdirat
+	OpSymlinkat
+	OpLinkat
+	OpFallocate
+	OpFtruncate
+	OpFgetxattr
+	OpFsetxattr
+	OpFlistxattr
+	OpFremovexattr
+	// No io_uring opcode for the following: they always run on the pool
+	// (or on the loop, for the sync backend).
+	OpMknodat
+	OpReadlinkat
+	OpFchmodat
+	OpFchownat
+	OpUtimensat
+	OpTruncate
+	OpGetdents
+	OpLseek
+	OpCopyFileRange
+	OpFstatfs
+	OpFaccessat
+	OpFcntlLock
+	OpFlock
+	// Path-based xattr calls: fgetxattr and friends refuse O_PATH fds, so
+	// node xattrs go through the node's /proc/self/fd path.
+	OpGetxattr
+	OpSetxattr
+	OpListxattr
+	OpRemovexattr
+	numKinds
+)
+
+var kindNames = [...]string{
+	OpNop: "NOP", OpRead: "READ", OpWrite: "WRITE", OpReadv: "READV", OpWritev: "WRITEV",
+	OpFsync: "FSYNC", OpOpenat: "OPENAT", OpClose: "CLOSE", OpStatx: "STATX",
+	OpUnlinkat: "UNLINKAT", OpRenameat: "RENAMEAT", OpMkdirat: "MKDIRAT",
+	OpSymlinkat: "SYMLINKAT", OpLinkat: "LINKAT", OpFallocate: "FALLOCATE",
+	OpFtruncate: "FTRUNCATE", OpFgetxattr: "FGETXATTR", OpFsetxattr: "FSETXATTR",
+	OpFlistxattr: "FLISTXATTR", OpFremovexattr: "FREMOVEXATTR",
+	OpMknodat: "MKNODAT", OpReadlinkat: "READLINKAT", OpFchmodat: "FCHMODAT",
+	OpFchownat: "FCHOWNAT", OpUtimensat: "UTIMENSAT", OpTruncate: "TRUNCATE",
+	OpGetdents: "GETDENTS", OpLseek: "LSEEK", OpCopyFileRange: "COPY_FILE_RANGE",
+	OpFstatfs: "FSTATFS", OpFaccessat: "FACCESSAT", OpFcntlLock: "FCNTL_LOCK",
+	OpFlock: "FLOCK", OpGetxattr: "GETXATTR", OpSetxattr: "SETXATTR",
+	OpListxattr: "LISTXATTR", OpRemovexattr: "REMOVEXATTR",
+}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", k)
+}
+
+// Op is one syscall and the memory it uses. Fields are read as the
+// syscall's arguments; which ones matter depends on Kind (see the
+// constructors in ops.go). Outputs land in Buf, Stat, Statfs or Lock.
+type Op struct {
+	Kind  Kind
+	Fd    int // file descriptor, or dirfd for *at calls
+	Fd2   int // second dirfd (renameat2, linkat) or output fd (copy_file_range)
+	Path  string
+	Path2 string // second name (renameat2, linkat) or symlink target
+	Buf   []byte
+	Iov   [][]byte
+	Off   int64
+	Off2  int64
+	Len   int64
+	Flags uint32
+	Mode  uint32
+	Mask  uint32 // statx mask, fcntl command, or flock operation
+	Uid   uint32
+	Gid   uint32
+	Dev   uint64
+	Times [2]unix.Timespec
+
+	Stat   unix.Statx_t
+	Statfs unix.Statfs_t
+	Lock   unix.Flock_t
+
+	// Delay and Fail are test-only fault injection: a backend sleeps Delay
+	// before the syscall (without holding the loop, except in sync) and,
+	// when Fail is non-zero, completes with -Fail instead of running it.
+	Delay time.Duration
+	Fail  unix.Errno
+
+	canceled atomic.Bool
+	// Scratch for the uring backend: NUL-terminated copies of Path/Path2
+	// and the iovec array, kept alive here until completion.
+	pathz, path2z []byte
+	iovecs        []unix.Iovec
+}
+
+// Canceled reports whether Cancel was requested for this op.
+func (op *Op) Canceled() bool { return op.canceled.Load() }
+
+// Result decodes a completion value into (value, errno).
+func Result(res int64) (int64, unix.Errno) {
+	if res < 0 {
+		return 0, unix.Errno(-res)
+	}
+	return res, 0
+}

@@ -1,0 +1,101 @@
+// Package backing holds the tables that map FUSE ids to the backing
+// directory: node ids to O_PATH file descriptors (with the kernel's
+// lookup counts) and file handles to open descriptors. It also turns
+// statx results into FUSE attributes and vets names.
+//
+// Nothing here performs I/O or starts goroutines: the tables are plain
+// data owned by the loop goroutine, and the fs package decides which fds
+// to close (through aio) when an entry goes away.
+package backing
+
+// RootID is the FUSE node id of the mount's root.
+const RootID = 1
+
+// Key identifies an inode on the backing filesystem.
+type Key struct{ Dev, Ino uint64 }
+
+// Node is one inode the kernel knows about.
+type Node struct {
+	ID      uint64
+	Fd      int // O_PATH|O_NOFOLLOW descriptor of the inode
+	Key     Key
+	Mode    uint32 // file type bits (S_IFMT) as last seen
+	lookups uint64
+	// TestDelayReads is test-only fault injection: reads through this
+	// node's handles are delayed in the backend.
+	TestDelayReads bool
+}
+
+// Nodes maps node ids to nodes. Owned by the loop goroutine; never touch
+// from elsewhere.
+type Nodes struct {
+	byID  map[uint64]*Node
+	byKey map[Key]*Node
+	next  uint64
+}
+
+// NewNodes creates the table with the root directory's O_PATH fd.
+func NewNodes(rootFd int, rootKey Key) *Nodes {
+	t := &Nodes{byID: map[uint64]*Node{}, byKey: map[Key]*Node{}, next: RootID + 1}
+	root := &Node{ID: RootID, Fd: rootFd, Key: rootKey, Mode: 0o040000, lookups: 1}
+	t.byID[RootID] = root
+	t.byKey[rootKey] = root
+	return t
+}
+
+// Get returns the node for id, or nil if the kernel never had it or
+// forgot it.
+func (t *Nodes) Get(id uint64) *Node { return t.byID[id] }
+
+// Len is the number of live nodes (root included).
+func (t *Nodes) Len() int { return len(t.byID) }
+
+// Add records one kernel lookup of the inode open at fd. If the inode is
+// already known (another name, a repeated lookup) the existing node is
+// returned and dupFd reports that fd is redundant: the caller closes it.
+func (t *Nodes) Add(fd int, key Key, mode uint32) (n *Node, dupFd bool) {
+	if n = t.byKey[key]; n != nil {
+		n.lookups++
+		n.Mode = mode
+		return n, true
+	}
+	n = &Node{ID: t.next, Fd: fd, Key: key, Mode: mode, lookups: 1}
+	t.next++
+	t.byID[n.ID] = n
+	t.byKey[key] = n
+	return n, false
+}
+
+// Forget drops nlookup references. When none remain the node leaves the
+// table and its fd is returned for the caller to close; otherwise -1.
+// The root is never forgotten.
+func (t *Nodes) Forget(id, nlookup uint64) (closeFd int) {
+	n := t.byID[id]
+	if n == nil || id == RootID {
+		return -1
+	}
+	if nlookup >= n.lookups {
+		delete(t.byID, id)
+		if t.byKey[n.Key] == n {
+			delete(t.byKey, n.Key)
+		}
+		return n.Fd
+	}
+	n.lookups -= nlookup
+	return -1
+}
+
+// Detach drops every node except the root and returns their fds, for
+// shutdown.
+func (t *Nodes) Detach() []int {
+	var fds []int
+	for id, n := range t.byID {
+		if id != RootID {
+			fds = append(fds, n.Fd)
+		}
+	}
+	root := t.byID[RootID]
+	t.byID = map[uint64]*Node{RootID: root}
+	t.byKey = map[Key]*Node{root.Key: root}
+	return fds
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"evfs/fs"
+)
+
+func mountCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "mount",
+		Usage:     "serve BACKING at MOUNTPOINT in the foreground until unmounted or signalled",
+		ArgsUsage: "BACKING MOUNTPOINT",
+		Description: "Everything done under MOUNTPOINT happens in BACKING. Each FUSE request is an event\n" +
+			"on one loop goroutine; backing-filesystem syscalls run on the chosen backend.\n" +
+			"SIGINT or SIGTERM unmounts cleanly (exit 0).",
+		OnUsageError: func(c *cli.Context, err error, isSub bool) error { return usageError{err.Error()} },
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "asynchronous I/O backend: auto (uring if the kernel allows, else pool), uring, pool, or sync (runs syscalls on the loop; for comparison only)"},
+			&cli.IntFlag{Name: "workers", Value: 16, Usage: "worker goroutines of the pool backend (and of uring's fallback pool)"},
+			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount; always implies default_permissions (kernel permission checks)"},
+			&cli.BoolFlag{Name: "read-only", Usage: "mount read-only"},
+			&cli.DurationFlag{Name: "entry-timeout", Value: fs.DefaultEntryTimeout, Usage: "how long the kernel may cache name lookups"},
+			&cli.DurationFlag{Name: "attr-timeout", Value: fs.DefaultAttrTimeout, Usage: "how long the kernel may cache attributes"},
+			&cli.BoolFlag{Name: "readdirplus", Value: true, Usage: "answer READDIRPLUS (names with attributes in one request)"},
+			&cli.BoolFlag{Name: "cache-dir", Value: true, Usage: "let the kernel cache directory listings between opens"},
+			&cli.BoolFlag{Name: "writeback-cache", Usage: "let the kernel buffer writes (faster small writes; data reaches the backing fs later)"},
+			&cli.IntFlag{Name: "max-write", Value: fs.DefaultMaxWrite, Usage: "largest READ/WRITE request in bytes"},
+			&cli.IntFlag{Name: "max-background", Value: fs.DefaultMaxBackground, Usage: "kernel limit of asynchronous requests (readahead, async direct I/O)"},
+			&cli.BoolFlag{Name: "debug", Usage: "log every request, submission and completion"},
+		},
+		Action: mountAction,
+	}
+}
+
+func mountAction(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return usagef("mount needs BACKING and MOUNTPOINT (got %d arguments); see evfs mount --help", c.NArg())
+	}
+	backingDir, err := checkDir("backing directory", c.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	mountpoint, err := checkDir("mountpoint", c.Args().Get(1))
+	if err != nil {
+		return err
+	}
+	if within(mountpoint, backingDir) || within(backingDir, mountpoint) {
+		return usagef("mountpoint %s and backing directory %s contain one another; the mount would recurse", mountpoint, backingDir)
+	}
+	backend := c.String("backend")
+	switch backend {
+	case "auto", "uring", "pool", "sync":
+	default:
+		return usagef("unknown --backend %q (want auto, uring, pool or sync)", backend)
+	}
+	if c.Int("workers") < 1 {
+		return usagef("--workers must be at least 1")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return usagef("/dev/fuse is missing: load the fuse module (modprobe fuse)")
+	}
+
+	level := slog.LevelInfo
+	if c.Bool("debug") {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	// The caller's mode bits must reach the backing fs unchanged.
+	unix.Umask(0)
+
+	cfg := fs.Config{
+		Options: fs.Options{
+			EntryTimeout: c.Duration("entry-timeout"),
+			AttrTimeout:  c.Duration("attr-timeout"),
+			ReadOnly:     c.Bool("read-only"),
+			Writeback:    c.Bool("writeback-cache"),
+			CacheDir:     c.Bool("cache-dir"),
+			Logger:       logger,
+			Debug:        c.Bool("debug"),
+		},
+		Backend:       backend,
+		Workers:       c.Int("workers"),
+		AllowOther:    c.Bool("allow-other"),
+		MaxWrite:      c.Int("max-write"),
+		MaxBackground: c.Int("max-background"),
+		ReadDirPlus:   c.Bool("readdirplus"),
+	}
+	if err := testHooks(&cfg.Options); err != nil {
+		return err
+	}
+	var m *fs.Mount
+	cfg.OnSignal = func(sig os.Signal) {
+		// On the loop: unmounting waits for the kernel, so do it elsewhere.
+		go unmountOnSignal(m, logger)
+	}
+	m, err = fs.NewMount(backingDir, mountpoint, cfg)
+	if err != nil {
+		return err
+	}
+	logger.Info("mounted", "backing", backingDir, "mountpoint", mountpoint, "backend", m.Loop.Backend())
+	if err := m.Wait(); err != nil {
+		return fmt.Errorf("serving %s: %w", mountpoint, err)
+	}
+	logger.Info("unmounted", "mountpoint", mountpoint)
+	return nil
+}
+
+func unmountOnSignal(m *fs.Mount, logger *slog.Logger) {
+	if m == nil {
+		return
+	}
+	if err := m.Unmount(); err != nil {
+		logger.Warn("unmount failed; detaching lazily", "mountpoint", m.Mountpoint, "err", err)
+		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil {
+			logger.Error("lazy unmount failed", "mountpoint", m.Mountpoint, "err", err)
+		}
+	}
+}
+
+// testHooks reads test-only fault injection from the environment:
+// EVFS_TEST_DELAY_READ=NAME:DURATION delays reads of backing file NAME.
+func testHooks(o *fs.Options) error {
+	v := os.Getenv("EVFS_TEST_DELAY_READ")
+	if v == "" {
+		return nil
+	}
+	name, dur, ok := strings.Cut(v, ":")
+	d, err := time.ParseDuration(dur)
+	if !ok || err != nil || name == "" {
+		return usagef("EVFS_TEST_DELAY_READ=%q: want NAME:DURATION", v)
+	}
+	o.TestDelayRead, o.TestDelay = name, d
+	return nil
+}
+
+// checkDir resolves path and insists it is an existing directory.
+func checkDir(what, path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", usagef("%s %s: %v", what, path, err)
+	}
+	st, err := os.Stat(abs)
+	switch {
+	case os.IsNotExist(err):
+		return "", usagef("%s %s does not exist", what, path)
+	case err != nil:
+		return "", usagef("%s %s: %v", what, path, err)
+	case !st.IsDir():
+		return "", usagef("%s %s is not a directory", what, path)
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	return abs, nil
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}

@@ -1,0 +1,235 @@
+package fs
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"evfs/aio"
+	"evfs/backing"
+	"evfs/loop"
+)
+
+// handlers serve FUSE operations on the loop goroutine. Each handler is a
+// continuation chain: it validates the request against the tables,
+// submits one aio op and names the function that runs when it completes;
+// errors short-circuit to a single reply.
+//
+// Owned by the loop goroutine; never touch from elsewhere.
+type handlers struct {
+	loop    *loop.Loop
+	nodes   *backing.Nodes
+	handles *backing.Handles
+	opts    Options
+	log     *slog.Logger
+	euid    uint32
+	egid    uint32
+}
+
+// submit starts op for r and runs k with its result. The op id is kept on
+// the request so an INTERRUPT can cancel it.
+func (h *handlers) submit(r *request, op *aio.Op, k func(res int64)) {
+	if r.interrupted {
+		k(-int64(unix.EINTR))
+		return
+	}
+	r.opID = h.loop.Submit(op, func(res int64) {
+		r.opID = 0
+		if res == -int64(unix.ECANCELED) && r.interrupted {
+			res = -int64(unix.EINTR)
+		}
+		k(res)
+	})
+}
+
+// then is submit for steps whose only interest is success: on failure the
+// request is answered with the errno.
+func (h *handlers) then(r *request, op *aio.Op, k func(res int64)) {
+	h.submit(r, op, func(res int64) {
+		if res < 0 {
+			r.fail(res)
+			return
+		}
+		k(res)
+	})
+}
+
+// interrupt handles FUSE INTERRUPT: cancel the op in flight; the chain
+// answers EINTR when its completion (cancelled or not) arrives, and no
+// further step starts.
+func (h *handlers) interrupt(r *request) {
+	if r.replied {
+		return
+	}
+	r.interrupted = true
+	if r.opID != 0 {
+		h.loop.Cancel(r.opID)
+	}
+}
+
+// closeFd closes a backing fd in the background; nobody waits on it.
+func (h *handlers) closeFd(fd int) {
+	if fd < 0 {
+		return
+	}
+	h.loop.Submit(aio.Close(fd), func(res int64) {
+		if res < 0 {
+			h.log.Warn("close of backing fd failed", "fd", fd, "errno", unix.Errno(-res).Error())
+		}
+	})
+}
+
+// node returns the node for the request's node id, or answers ESTALE.
+func (h *handlers) node(r *request, id uint64) *backing.Node {
+	n := h.nodes.Get(id)
+	if n == nil {
+		r.errno(unix.ESTALE)
+	}
+	return n
+}
+
+// handle returns the open handle fh, or answers EBADF.
+func (h *handlers) handle(r *request, fh uint64) *backing.Handle {
+	hd := h.handles.Get(fh)
+	if hd == nil {
+		r.errno(unix.EBADF)
+	}
+	return hd
+}
+
+// dirAndName resolves the request's parent directory and vets name.
+func (h *handlers) dirAndName(r *request, name string) *backing.Node {
+	if e := backing.CheckName(name); e != 0 {
+		r.errno(e)
+		return nil
+	}
+	return h.node(r, r.hdr.NodeId)
+}
+
+// writable answers EROFS for modifying requests on a read-only mount.
+func (h *handlers) writable(r *request) bool {
+	if h.opts.ReadOnly {
+		r.errno(unix.EROFS)
+		return false
+	}
+	return true
+}
+
+func (h *handlers) entryTimeouts(out *fuse.EntryOut) {
+	out.SetEntryTimeout(h.opts.EntryTimeout)
+	out.SetAttrTimeout(h.opts.AttrTimeout)
+}
+
+// lookupName is the LOOKUP chain, shared by every handler that makes a
+// name: openat(parent, name, O_PATH|O_NOFOLLOW) → newNode.
+func (h *handlers) lookupName(r *request, parent *backing.Node, name string, out *fuse.EntryOut, done func(*backing.Node)) {
+	h.then(r, aio.Openat(parent.Fd, name, unix.O_PATH|unix.O_NOFOLLOW, 0), func(fd int64) {
+		h.newNode(r, int(fd), false, 0, out, done)
+	})
+}
+
+// newNode registers the inode open at fd (O_PATH) and fills out:
+// statx → [chown to the caller → restore set-id bits → statx] →
+// register. created says a handler just made the inode, so it must
+// belong to the requesting uid/gid rather than to the daemon; mode is
+// the mode it was created with.
+func (h *handlers) newNode(r *request, fd int, created bool, mode uint32, out *fuse.EntryOut, done func(*backing.Node)) {
+	st := aio.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
+	h.submit(r, st, func(res int64) {
+		if res < 0 {
+			h.closeFd(fd)
+			r.fail(res)
+			return
+		}
+		uid, gid := r.caller()
+		if !created || (uid == h.euid && gid == h.egid) {
+			h.register(fd, &st.Stat, out, done)
+			return
+		}
+		h.chownNew(r, fd, &st.Stat, mode, out, done)
+	})
+}
+
+// chownNew gives a just-created inode to the caller. A group inherited
+// from a set-group-ID directory is kept, as the native fs would.
+func (h *handlers) chownNew(r *request, fd int, st *unix.Statx_t, mode uint32, out *fuse.EntryOut, done func(*backing.Node)) {
+	uid, gid := r.caller()
+	if st.Gid != h.egid {
+		gid = ^uint32(0)
+	}
+	isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+	fail := func(res int64) { h.closeFd(fd); r.fail(res) }
+	h.submit(r, aio.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW), func(res int64) {
+		if res < 0 {
+			fail(res)
+			return
+		}
+		restat := func() {
+			st2 := aio.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
+			h.submit(r, st2, func(res int64) {
+				if res < 0 {
+					fail(res)
+					return
+				}
+				h.register(fd, &st2.Stat, out, done)
+			})
+		}
+		// chown clears set-id bits; put back the ones the caller asked for.
+		if isLink || mode&(unix.S_ISUID|unix.S_ISGID) == 0 {
+			restat()
+			return
+		}
+		h.submit(r, aio.Fchmodat(fd, "", mode&07777, unix.AT_EMPTY_PATH), func(res int64) {
+			if res < 0 {
+				fail(res)
+				return
+			}
+			restat()
+		})
+	})
+}
+
+func (h *handlers) register(fd int, st *unix.Statx_t, out *fuse.EntryOut, done func(*backing.Node)) {
+	n, dup := h.nodes.Add(fd, backing.KeyOf(st), uint32(st.Mode)&unix.S_IFMT)
+	if dup {
+		h.closeFd(fd)
+	}
+	out.NodeId = n.ID
+	out.Generation = 0
+	backing.FillAttr(&out.Attr, st)
+	h.entryTimeouts(out)
+	if h.opts.TestDelayRead != "" {
+		n.TestDelayReads = n.TestDelayReads || out.Attr.Ino == h.opts.testDelayIno
+	}
+	done(n)
+}
+
+// closeAll drops both tables at unmount and closes their fds.
+func (h *handlers) closeAll() {
+	for _, fd := range h.handles.Detach() {
+		h.closeFd(fd)
+	}
+	for _, fd := range h.nodes.Detach() {
+		h.closeFd(fd)
+	}
+}
+
+// Options are the kernel-facing and test settings of a mount.
+type Options struct {
+	EntryTimeout time.Duration
+	AttrTimeout  time.Duration
+	ReadOnly     bool
+	Writeback    bool // kernel writeback cache negotiated
+	CacheDir     bool // let the kernel cache directory listings
+	Logger       *slog.Logger
+	Debug        bool
+
+	// TestDelayRead is test-only fault injection: reads of the backing
+	// file at this path (relative to the backing root) are delayed by
+	// TestDelay inside the backend. Set from EVFS_TEST_DELAY_READ.
+	TestDelayRead string
+	TestDelay     time.Duration
+	testDelayIno  uint64
+}

@@ -1,0 +1,157 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"evfs/backing"
+	"evfs/loop"
+)
+
+// Config is everything needed to mount a backing directory.
+type Config struct {
+	Options
+	Backend    string // aio backend: auto, uring, pool, sync
+	Workers    int
+	AllowOther bool // implies default_permissions, always
+
+	MaxWrite      int  // largest READ/WRITE the kernel sends
+	MaxBackground int  // kernel's async request limit (readahead, …)
+	ReadDirPlus   bool // answer READDIRPLUS (names + attributes)
+	// OnSignal, if set, turns SIGINT/SIGTERM into loop events.
+	OnSignal func(os.Signal)
+}
+
+// Defaults for Config's kernel-facing fields.
+const (
+	DefaultMaxWrite      = 1 << 20
+	DefaultMaxBackground = 64
+	DefaultEntryTimeout  = time.Second
+	DefaultAttrTimeout   = time.Second
+)
+
+// Mount is a served mount point.
+type Mount struct {
+	Server     *fuse.Server
+	Loop       *loop.Loop
+	Mountpoint string
+	loopDone   chan error
+	served     chan struct{} // closed when Serve (and OnUnmount) returned
+}
+
+// NewMount mounts backingDir at mountpoint and starts serving it.
+func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxWrite == 0 {
+		cfg.MaxWrite = DefaultMaxWrite
+	}
+	if cfg.MaxBackground == 0 {
+		cfg.MaxBackground = DefaultMaxBackground
+	}
+	// Startup runs before the loop exists, so plain syscalls are fine here.
+	rootFd, err := unix.Open(backingDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open backing directory %s: %w", backingDir, err)
+	}
+	var st unix.Statx_t
+	if err := unix.Statx(rootFd, "", unix.AT_EMPTY_PATH, unix.STATX_BASIC_STATS, &st); err != nil {
+		unix.Close(rootFd)
+		return nil, fmt.Errorf("stat backing directory %s: %w", backingDir, err)
+	}
+	if cfg.TestDelayRead != "" {
+		var dst unix.Stat_t
+		if err := unix.Fstatat(rootFd, cfg.TestDelayRead, &dst, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+			cfg.testDelayIno = dst.Ino
+		}
+	}
+
+	l, err := loop.New(loop.Config{Backend: cfg.Backend, Workers: cfg.Workers, Logger: cfg.Logger,
+		Debug: cfg.Debug, OnSignal: cfg.OnSignal})
+	if err != nil {
+		unix.Close(rootFd)
+		return nil, err
+	}
+	h := &handlers{
+		loop:    l,
+		nodes:   backing.NewNodes(rootFd, backing.KeyOf(&st)),
+		handles: backing.NewHandles(),
+		opts:    cfg.Options,
+		log:     cfg.Logger,
+		euid:    uint32(os.Geteuid()),
+		egid:    uint32(os.Getegid()),
+	}
+	bridge := &Bridge{RawFileSystem: fuse.NewDefaultRawFileSystem(), loop: l, h: h, log: cfg.Logger, dbg: cfg.Debug}
+
+	m := &Mount{Loop: l, Mountpoint: mountpoint, loopDone: make(chan error, 1), served: make(chan struct{})}
+	go func() { m.loopDone <- l.Run() }()
+
+	srv, err := fuse.NewServer(bridge, mountpoint, mountOptions(backingDir, &cfg))
+	if err != nil {
+		l.Stop()
+		<-m.loopDone
+		unix.Close(rootFd)
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	m.Server = srv
+	go func() { srv.Serve(); close(m.served) }()
+	if err := srv.WaitMount(); err != nil {
+		srv.Unmount()
+		m.Wait()
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	return m, nil
+}
+
+func mountOptions(backingDir string, cfg *Config) *fuse.MountOptions {
+	o := &fuse.MountOptions{
+		FsName:             backingDir,
+		Name:               "evfs",
+		AllowOther:         cfg.AllowOther,
+		MaxWrite:           cfg.MaxWrite,
+		MaxBackground:      cfg.MaxBackground,
+		EnableLocks:        true,
+		DisableReadDirPlus: !cfg.ReadDirPlus,
+		DirectMountStrict:  true,
+		// Kernel passthrough would send reads and writes around the loop.
+		DisabledCapabilities: fuse.CAP_PASSTHROUGH,
+		Logger:               slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	if cfg.AllowOther {
+		// Without it any local user could read anything: the daemon is root.
+		o.Options = append(o.Options, "default_permissions")
+	}
+	if cfg.Writeback {
+		o.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
+	}
+	if cfg.ReadOnly {
+		o.DirectMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY
+	}
+	return o
+}
+
+// Wait blocks until the file system is unmounted and the loop has
+// finished every operation in flight.
+func (m *Mount) Wait() error {
+	if m.Server != nil {
+		<-m.served
+	}
+	m.Loop.Stop()
+	return <-m.loopDone
+}
+
+// Unmount asks the kernel to unmount; Wait then returns.
+func (m *Mount) Unmount() error {
+	if m.Server == nil {
+		return errors.New("not mounted")
+	}
+	return m.Server.Unmount()
+}

@@ -1,0 +1,191 @@
+package fs
+
+import (
+	"encoding/binary"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"evfs/aio"
+	"evfs/backing"
+)
+
+// direntBufSize is the getdents buffer of one open directory.
+const direntBufSize = 32 << 10
+
+// OpenDir: openat(node, ".", O_RDONLY|O_DIRECTORY) → register handle.
+func (h *handlers) OpenDir(r *request, in *fuse.OpenIn, out *fuse.OpenOut) {
+	n := h.node(r, in.NodeId)
+	if n == nil {
+		return
+	}
+	if n.Mode != unix.S_IFDIR {
+		r.errno(unix.ENOTDIR)
+		return
+	}
+	h.then(r, aio.Openat(n.Fd, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0), func(fd int64) {
+		hd := h.handles.Add(int(fd), n.ID, true)
+		out.Fh = hd.ID
+		if h.opts.CacheDir {
+			// Let the kernel keep listings: repeated readdirs of an
+			// unchanged directory never reach the daemon.
+			out.OpenFlags |= fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+		}
+		r.reply(fuse.OK)
+	})
+}
+
+// ReadDir serves READDIR and READDIRPLUS from the handle's getdents
+// buffer, refilling it as needed. Offsets are the backing fs's d_off
+// cookies, so a seekdir from the kernel becomes one lseek.
+func (h *handlers) ReadDir(r *request, in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) {
+	hd := h.handle(r, in.Fh)
+	if hd == nil {
+		return
+	}
+	ds := hd.Dir
+	if ds == nil {
+		r.errno(unix.ENOTDIR)
+		return
+	}
+	if in.Offset == ds.Off {
+		h.fillDir(r, hd, out, plus)
+		return
+	}
+	h.then(r, aio.Lseek(hd.Fd, int64(in.Offset), unix.SEEK_SET), func(int64) {
+		ds.Off, ds.Pos, ds.Len, ds.EOF = in.Offset, 0, 0, false
+		h.fillDir(r, hd, out, plus)
+	})
+}
+
+// dirent is one parsed linux_dirent64.
+type dirent struct {
+	ino  uint64
+	off  uint64
+	typ  uint8
+	name string
+	size int
+}
+
+func parseDirent(b []byte) (dirent, bool) {
+	const hdr = 19 // ino 8, off 8, reclen 2, type 1
+	if len(b) < hdr {
+		return dirent{}, false
+	}
+	reclen := int(binary.NativeEndian.Uint16(b[16:]))
+	if reclen < hdr || reclen > len(b) {
+		return dirent{}, false
+	}
+	name := b[hdr:reclen]
+	for i, c := range name {
+		if c == 0 {
+			name = name[:i]
+			break
+		}
+	}
+	return dirent{
+		ino:  binary.NativeEndian.Uint64(b[0:]),
+		off:  binary.NativeEndian.Uint64(b[8:]),
+		typ:  b[18],
+		name: string(name),
+		size: reclen,
+	}, true
+}
+
+// fillDir copies buffered entries into out until it is full or the
+// directory ends, refilling the buffer with getdents when it runs dry.
+func (h *handlers) fillDir(r *request, hd *backing.Handle, out *fuse.DirEntryList, plus bool) {
+	ds := hd.Dir
+	var lookups []pendingLookup
+	for {
+		if ds.Pos >= ds.Len {
+			if ds.EOF {
+				break
+			}
+			if len(lookups) > 0 {
+				break // answer what we have; its lookups must finish first
+			}
+			if ds.Buf == nil {
+				ds.Buf = make([]byte, direntBufSize)
+			}
+			h.then(r, aio.Getdents(hd.Fd, ds.Buf), func(n int64) {
+				ds.Len, ds.Pos, ds.EOF = int(n), 0, n == 0
+				h.fillDir(r, hd, out, plus)
+			})
+			return
+		}
+		e, ok := parseDirent(ds.Buf[ds.Pos:ds.Len])
+		if !ok {
+			h.log.Error("malformed getdents record", "handle", hd.ID)
+			ds.Pos = ds.Len
+			continue
+		}
+		de := fuse.DirEntry{Name: e.name, Ino: e.ino, Off: e.off, Mode: uint32(e.typ) << 12}
+		if !plus {
+			if !out.AddDirEntry(de) {
+				break
+			}
+		} else {
+			eo := out.AddDirLookupEntry(de)
+			if eo == nil {
+				break
+			}
+			if e.name != "." && e.name != ".." {
+				lookups = append(lookups, pendingLookup{e.name, eo})
+			}
+		}
+		ds.Pos += e.size
+		ds.Off = e.off
+	}
+	if len(lookups) == 0 {
+		r.reply(fuse.OK)
+		return
+	}
+	h.lookupAll(r, hd.NodeID, lookups)
+}
+
+type pendingLookup struct {
+	name string
+	out  *fuse.EntryOut
+}
+
+// lookupAll runs the READDIRPLUS lookups in parallel and answers when
+// all are done. An entry whose lookup fails keeps node id 0: the kernel
+// then lists the name without caching attributes for it.
+func (h *handlers) lookupAll(r *request, dirID uint64, lookups []pendingLookup) {
+	dir := h.nodes.Get(dirID)
+	if dir == nil {
+		r.reply(fuse.OK)
+		return
+	}
+	left := len(lookups)
+	for _, l := range lookups {
+		h.lookupQuiet(dir.Fd, l.name, l.out, func() {
+			left--
+			if left == 0 {
+				r.reply(fuse.OK)
+			}
+		})
+	}
+}
+
+// lookupQuiet is the LOOKUP chain without a request of its own:
+// openat O_PATH → statx → register, filling out on success.
+func (h *handlers) lookupQuiet(dirFd int, name string, out *fuse.EntryOut, done func()) {
+	h.loop.Submit(aio.Openat(dirFd, name, unix.O_PATH|unix.O_NOFOLLOW, 0), func(res int64) {
+		if res < 0 {
+			done()
+			return
+		}
+		fd := int(res)
+		st := aio.Statx(fd, "", statFlags)
+		h.loop.Submit(st, func(res int64) {
+			if res < 0 {
+				h.closeFd(fd)
+				done()
+				return
+			}
+			h.register(fd, &st.Stat, out, func(*backing.Node) { done() })
+		})
+	})
+}

@@ -1,0 +1,197 @@
+package fs
+
+import (
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"evfs/aio"
+	"evfs/backing"
+)
+
+// openFlags turns the kernel's open flags into the backing open's.
+func (h *handlers) openFlags(flags uint32) int {
+	f := int(flags) &^ (unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY)
+	if h.opts.Writeback {
+		// With writeback caching the kernel positions appends itself and
+		// may read pages of a file opened write-only.
+		f &^= unix.O_APPEND
+		if f&unix.O_ACCMODE == unix.O_WRONLY {
+			f = f&^unix.O_ACCMODE | unix.O_RDWR
+		}
+	}
+	return f
+}
+
+// Open: openat(AT_FDCWD, /proc/self/fd/<node>, flags) → register handle.
+// Reopening through /proc reaches the inode without walking a path.
+func (h *handlers) Open(r *request, in *fuse.OpenIn, out *fuse.OpenOut) {
+	n := h.node(r, in.NodeId)
+	if n == nil {
+		return
+	}
+	switch {
+	case n.Mode == unix.S_IFLNK:
+		r.errno(unix.ELOOP)
+		return
+	case n.Mode == unix.S_IFDIR && in.Flags&unix.O_ACCMODE != unix.O_RDONLY:
+		r.errno(unix.EISDIR)
+		return
+	case h.opts.ReadOnly && (in.Flags&unix.O_ACCMODE != unix.O_RDONLY || in.Flags&unix.O_TRUNC != 0):
+		r.errno(unix.EROFS)
+		return
+	}
+	h.then(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(n.Fd), h.openFlags(in.Flags), 0), func(fd int64) {
+		hd := h.handles.Add(int(fd), n.ID, false)
+		hd.DelayReads = n.TestDelayReads
+		out.Fh = hd.ID
+		r.reply(fuse.OK)
+	})
+}
+
+// Create: openat(parent, name, O_CREAT|O_NOFOLLOW…) → O_PATH reopen of
+// the new fd → newNode (owned by the caller) → register handle.
+func (h *handlers) Create(r *request, in *fuse.CreateIn, name string, out *fuse.CreateOut) {
+	parent := h.dirAndName(r, name)
+	if parent == nil || !h.writable(r) {
+		return
+	}
+	flags := h.openFlags(in.Flags) | unix.O_CREAT | unix.O_NOFOLLOW | int(in.Flags)&unix.O_EXCL
+	h.then(r, aio.Openat(parent.Fd, name, flags, in.Mode), func(res int64) {
+		fd := int(res)
+		h.submit(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(fd), unix.O_PATH, 0), func(pathFd int64) {
+			if pathFd < 0 {
+				h.closeFd(fd)
+				r.fail(pathFd)
+				return
+			}
+			h.newNode(r, int(pathFd), true, in.Mode, &out.EntryOut, func(n *backing.Node) {
+				hd := h.handles.Add(fd, n.ID, false)
+				hd.DelayReads = n.TestDelayReads
+				out.OpenOut.Fh = hd.ID
+				r.reply(fuse.OK)
+			})
+		})
+	})
+}
+
+// Read: pread(handle, buf, off). buf is go-fuse's output buffer; the
+// bridge returns (and go-fuse reuses it) only after this completes.
+func (h *handlers) Read(r *request, in *fuse.ReadIn, buf []byte, n *int) {
+	hd := h.handle(r, in.Fh)
+	if hd == nil {
+		return
+	}
+	if int64(in.Offset) < 0 {
+		r.errno(unix.EINVAL)
+		return
+	}
+	size := min(int(in.Size), len(buf))
+	op := aio.Pread(hd.Fd, buf[:size], int64(in.Offset))
+	if hd.DelayReads {
+		op.Delay = h.opts.TestDelay
+	}
+	h.then(r, op, func(res int64) {
+		*n = int(res)
+		r.reply(fuse.OK)
+	})
+}
+
+// Write: pwritev(handle, data, off).
+func (h *handlers) Write(r *request, in *fuse.WriteIn, data [][]byte, n *uint32) {
+	hd := h.handle(r, in.Fh)
+	if hd == nil {
+		return
+	}
+	if int64(in.Offset) < 0 {
+		r.errno(unix.EFBIG)
+		return
+	}
+	var op *aio.Op
+	if len(data) == 1 {
+		op = aio.Pwrite(hd.Fd, data[0], int64(in.Offset))
+	} else {
+		op = aio.Pwritev(hd.Fd, data, int64(in.Offset))
+	}
+	h.then(r, op, func(res int64) {
+		*n = uint32(res)
+		r.reply(fuse.OK)
+	})
+}
+
+// Flush has nothing to do: writes reach the backing fs before WRITE is
+// answered, and locks live on the handle's fd until RELEASE.
+func (h *handlers) Flush(r *request, in *fuse.FlushIn) {
+	if h.handle(r, in.Fh) != nil {
+		r.reply(fuse.OK)
+	}
+}
+
+// Release (and RELEASEDIR): drop the handle, close its fd, then answer, so
+// locks held through it are gone when the kernel's close returns.
+func (h *handlers) Release(r *request, in *fuse.ReleaseIn) {
+	hd := h.handles.Remove(in.Fh)
+	if hd == nil {
+		r.errno(unix.EBADF)
+		return
+	}
+	h.loop.Submit(aio.Close(hd.Fd), func(res int64) { r.reply(fuse.OK) })
+}
+
+// Fsync (and FSYNCDIR): fsync or fdatasync of the handle's fd.
+func (h *handlers) Fsync(r *request, in *fuse.FsyncIn) {
+	hd := h.handle(r, in.Fh)
+	if hd == nil {
+		return
+	}
+	h.then(r, aio.Fsync(hd.Fd, in.FsyncFlags&1 != 0), func(int64) { r.reply(fuse.OK) })
+}
+
+// Fallocate: fallocate(handle, mode, off, len) — including punch hole and
+// keep size, which pass through as mode bits.
+func (h *handlers) Fallocate(r *request, in *fuse.FallocateIn) {
+	hd := h.handle(r, in.Fh)
+	if hd == nil || !h.writable(r) {
+		return
+	}
+	if int64(in.Offset) < 0 || int64(in.Length) <= 0 {
+		r.errno(unix.EINVAL)
+		return
+	}
+	h.then(r, aio.Fallocate(hd.Fd, in.Mode, int64(in.Offset), int64(in.Length)), func(int64) {
+		r.reply(fuse.OK)
+	})
+}
+
+// Lseek: lseek(handle, off, whence) for SEEK_DATA / SEEK_HOLE.
+func (h *handlers) Lseek(r *request, in *fuse.LseekIn, out *fuse.LseekOut) {
+	hd := h.handle(r, in.Fh)
+	if hd == nil {
+		return
+	}
+	h.then(r, aio.Lseek(hd.Fd, int64(in.Offset), int(in.Whence)), func(res int64) {
+		out.Offset = uint64(res)
+		r.reply(fuse.OK)
+	})
+}
+
+// CopyFileRange: copy_file_range between two handles' fds.
+func (h *handlers) CopyFileRange(r *request, in *fuse.CopyFileRangeIn, n *uint32) {
+	src := h.handle(r, in.FhIn)
+	if src == nil {
+		return
+	}
+	dst := h.handle(r, in.FhOut)
+	if dst == nil || !h.writable(r) {
+		return
+	}
+	if int64(in.OffIn) < 0 || int64(in.OffOut) < 0 {
+		r.errno(unix.EINVAL)
+		return
+	}
+	length := min(in.Len, 1<<30) // the reply carries a uint32 count
+	op := aio.CopyFileRange(src.Fd, int64(in.OffIn), dst.Fd, int64(in.OffOut), int64(length), int(in.Flags))
+	h.then(r, op, func(res int64) {
+		*n = uint32(res)
+		r.reply(fuse.OK)
+	})
+}

@@ -1,0 +1,52 @@
+package fs
+
+import (
+	"sync"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// request is one FUSE request on its way through the loop. The go-fuse
+// goroutine that received it parks on done; the loop fills in status and
+// signals done exactly once (invariant 4).
+type request struct {
+	name string
+	hdr  *fuse.InHeader
+	done chan struct{}
+
+	status fuse.Status
+
+	// Owned by the loop goroutine.
+	opID        uint64 // the operation in flight for this request, 0 if none
+	interrupted bool
+	replied     bool
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+func newRequest(name string, hdr *fuse.InHeader) *request {
+	r := requestPool.Get().(*request)
+	r.name, r.hdr = name, hdr
+	r.status, r.opID, r.interrupted, r.replied = fuse.OK, 0, false, false
+	return r
+}
+
+// reply answers the request. Loop-only.
+func (r *request) reply(st fuse.Status) {
+	if r.replied {
+		panic("evfs: request " + r.name + " answered twice")
+	}
+	r.replied = true
+	r.status = st
+	r.done <- struct{}{}
+}
+
+// fail answers with the errno carried by a negative completion value.
+func (r *request) fail(res int64) { r.reply(fuse.Status(-res)) }
+
+// errno answers with an errno.
+func (r *request) errno(e unix.Errno) { r.reply(fuse.Status(e)) }
+
+// caller returns the uid and gid from the request header.
+func (r *request) caller() (uint32, uint32) { return r.hdr.Caller.Uid, r.hdr.Caller.Gid }

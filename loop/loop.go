@@ -1,0 +1,182 @@
+// Package loop is evfs's event loop: one goroutine that takes events
+// (FUSE requests posted by the fs package, backend completions, timers,
+// signals), runs their handlers, submits their I/O to an aio backend and
+// runs each operation's continuation when its completion arrives.
+//
+// The loop knows nothing of FUSE. Everything it owns — the continuation
+// slab, statistics, and whatever state its handlers keep — is touched only
+// by the loop goroutine, so none of it has a lock. Other goroutines reach
+// the loop only through Post, AfterFunc and Stop.
+package loop
+
+import (
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"evfs/aio"
+)
+
+// Config builds a Loop.
+type Config struct {
+	Backend string // aio backend name: auto, uring, pool, sync
+	Workers int
+	Logger  *slog.Logger
+	// Debug logs every event and completion.
+	Debug bool
+	// Signals, if set, makes SIGINT and SIGTERM events: OnSignal runs on
+	// the loop when one arrives.
+	OnSignal func(os.Signal)
+}
+
+// Loop is a single-threaded event loop.
+type Loop struct {
+	q       *queue
+	backend aio.Backend
+	log     *slog.Logger
+	debug   bool
+
+	// Owned by the loop goroutine; never touch from elsewhere.
+	ops      slab
+	comps    []aio.Completion
+	spare    []Event
+	stats    Stats
+	stopping bool
+	onSignal func(os.Signal)
+}
+
+// New creates the loop and its backend; notice receives the backend
+// choice explanation when "auto" falls back.
+func New(cfg Config) (*Loop, error) {
+	l := &Loop{q: newQueue(), log: cfg.Logger, debug: cfg.Debug, onSignal: cfg.OnSignal}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	b, err := aio.New(aio.Config{Kind: cfg.Backend, Workers: cfg.Workers, Wake: l.q.signal},
+		func(msg string) { l.log.Warn(msg) })
+	if err != nil {
+		return nil, err
+	}
+	l.backend = b
+	return l, nil
+}
+
+// Backend returns the backend's name.
+func (l *Loop) Backend() string { return l.backend.Name() }
+
+// Post queues fn to run on the loop. Safe from any goroutine.
+func (l *Loop) Post(name string, fn func()) { l.q.post(Event{Name: name, Run: fn}) }
+
+// AfterFunc runs fn on the loop after d. Safe from any goroutine.
+func (l *Loop) AfterFunc(d time.Duration, name string, fn func()) *time.Timer {
+	return time.AfterFunc(d, func() { l.Post(name, fn) })
+}
+
+// Stop asks Run to return once no operation is in flight. Safe from any
+// goroutine.
+func (l *Loop) Stop() { l.Post("stop", func() { l.stopping = true }) }
+
+// Submit starts op and arranges for k to run on the loop with its result.
+// It returns the op's id, usable with Cancel. Loop-only.
+func (l *Loop) Submit(op *aio.Op, k Continuation) uint64 {
+	id := l.ops.put(op, k)
+	l.stats.Submitted++
+	if l.debug {
+		l.log.Debug("submit", "id", id, "op", op.Kind.String(), "fd", op.Fd, "path", op.Path)
+	}
+	l.backend.Submit(id, op)
+	return id
+}
+
+// Cancel asks the backend to cancel the op with this id, if still in
+// flight. Its continuation still runs, with -ECANCELED if the cancel won.
+// Loop-only.
+func (l *Loop) Cancel(id uint64) {
+	if sl := l.ops.lookup(id); sl != nil {
+		l.backend.Cancel(id, sl.op)
+	}
+}
+
+// InFlight is the number of operations submitted and not yet completed.
+// Loop-only.
+func (l *Loop) InFlight() int { return l.ops.inUse }
+
+// Run serves events until Stop was called and nothing is in flight, then
+// closes the backend.
+func (l *Loop) Run() error {
+	var sigs chan os.Signal
+	if l.onSignal != nil {
+		sigs = make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+	}
+	for {
+		start := time.Now()
+		l.turn()
+		busy := time.Since(start)
+		l.stats.Busy += busy
+		if l.stopping && l.ops.inUse == 0 && l.q.depth() == 0 {
+			break
+		}
+		l.stats.Waits++
+		select {
+		case <-l.q.wake:
+		case s := <-sigs:
+			l.log.Info("signal received", "signal", s.String())
+			l.onSignal(s)
+		}
+		l.stats.Waiting += time.Since(start.Add(busy))
+	}
+	return l.backend.Close()
+}
+
+// turn is one getEvents → processEvent pass, repeated until a pass finds
+// neither events nor completions: run every posted event, hand the I/O
+// they queued to the backend in one batch, then run the continuations of
+// everything that completed.
+func (l *Loop) turn() {
+	for {
+		evs := l.q.swap(l.spare)
+		for i := range evs {
+			l.timed(evs[i].Name, evs[i].Run)
+			evs[i] = Event{}
+		}
+		l.stats.Events += uint64(len(evs))
+		l.spare = evs[:0]
+
+		l.backend.Flush()
+		l.comps = l.backend.Reap(l.comps[:0])
+		for _, c := range l.comps {
+			l.complete(c)
+		}
+		if len(evs) == 0 && len(l.comps) == 0 {
+			return
+		}
+	}
+}
+
+func (l *Loop) complete(c aio.Completion) {
+	k := l.ops.take(c.ID)
+	if k == nil {
+		// Invariant 3: every completion has exactly one continuation.
+		l.stats.Unknown++
+		l.log.Error("BUG: completion for unknown operation id", "id", c.ID, "res", c.Res)
+		return
+	}
+	l.stats.Completed++
+	if l.debug {
+		l.log.Debug("complete", "id", c.ID, "res", c.Res)
+	}
+	l.timed("completion", func() { k(c.Res) })
+}
+
+// timed runs fn and tracks the longest single run.
+func (l *Loop) timed(name string, fn func()) {
+	t0 := time.Now()
+	fn()
+	if d := time.Since(t0); d > l.stats.Longest {
+		l.stats.Longest, l.stats.LongestName = d, name
+	}
+}
