@@ -148,6 +148,10 @@ func (m *Mount) Wait() error {
 	return <-m.loopDone
 }
 
+// Served is closed when the kernel connection has ended (after unmount
+// or abort) and the file system's OnUnmount ran.
+func (m *Mount) Served() <-chan struct{} { return m.served }
+
 // Unmount asks the kernel to unmount; Wait then returns.
 func (m *Mount) Unmount() error {
 	if m.Server == nil {

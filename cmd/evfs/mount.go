@@ -35,6 +35,8 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "writeback-cache", Usage: "let the kernel buffer writes (faster small writes; data reaches the backing fs later)"},
 			&cli.IntFlag{Name: "max-write", Value: fs.DefaultMaxWrite, Usage: "largest READ/WRITE request in bytes"},
 			&cli.IntFlag{Name: "max-background", Value: fs.DefaultMaxBackground, Usage: "kernel limit of asynchronous requests (readahead, async direct I/O)"},
+			&cli.BoolFlag{Name: "nonempty", Usage: "allow mounting over a non-empty mountpoint (its files are hidden while mounted)"},
+			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "on SIGINT/SIGTERM, how long a busy mount may keep serving open files after being detached before its connection is aborted"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every request, submission and completion"},
 		},
 		Action: mountAction,
@@ -45,11 +47,17 @@ func mountAction(c *cli.Context) error {
 	if c.NArg() != 2 {
 		return usagef("mount needs BACKING and MOUNTPOINT (got %d arguments); see evfs mount --help", c.NArg())
 	}
-	backingDir, err := checkDir("backing directory", c.Args().Get(0))
+	level := slog.LevelInfo
+	if c.Bool("debug") {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	backingDir, err := checkBacking(c.Args().Get(0))
 	if err != nil {
 		return err
 	}
-	mountpoint, err := checkDir("mountpoint", c.Args().Get(1))
+	mountpoint, err := checkMountpoint(c.Args().Get(1), c.Bool("nonempty"), func(msg string) { logger.Warn(msg) })
 	if err != nil {
 		return err
 	}
@@ -65,15 +73,9 @@ func mountAction(c *cli.Context) error {
 	if c.Int("workers") < 1 {
 		return usagef("--workers must be at least 1")
 	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		return usagef("/dev/fuse is missing: load the fuse module (modprobe fuse)")
+	if err := checkFuse(); err != nil {
+		return err
 	}
-
-	level := slog.LevelInfo
-	if c.Bool("debug") {
-		level = slog.LevelDebug
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	// The caller's mode bits must reach the backing fs unchanged.
 	unix.Umask(0)
@@ -99,14 +101,19 @@ func mountAction(c *cli.Context) error {
 		return err
 	}
 	var m *fs.Mount
+	var dev uint64
+	shutdownTimeout := c.Duration("shutdown-timeout")
 	cfg.OnSignal = func(sig os.Signal) {
 		// On the loop: unmounting waits for the kernel, so do it elsewhere.
-		go unmountOnSignal(m, logger)
+		if m != nil {
+			go shutdown(m, dev, shutdownTimeout, logger)
+		}
 	}
 	m, err = fs.NewMount(backingDir, mountpoint, cfg)
 	if err != nil {
 		return err
 	}
+	dev, _ = mountDev(mountpoint)
 	logger.Info("mounted", "backing", backingDir, "mountpoint", mountpoint, "backend", m.Loop.Backend())
 	if err := m.Wait(); err != nil {
 		return fmt.Errorf("serving %s: %w", mountpoint, err)
@@ -115,15 +122,24 @@ func mountAction(c *cli.Context) error {
 	return nil
 }
 
-func unmountOnSignal(m *fs.Mount, logger *slog.Logger) {
-	if m == nil {
-		return
-	}
-	if err := m.Unmount(); err != nil {
-		logger.Warn("unmount failed; detaching lazily", "mountpoint", m.Mountpoint, "err", err)
+// shutdown unmounts after SIGINT/SIGTERM. A busy mount (open files, a
+// shell's cwd) is detached lazily, with the culprits named; it then keeps
+// serving the files already open for up to timeout, after which its
+// connection is aborted so the daemon can exit.
+func shutdown(m *fs.Mount, dev uint64, timeout time.Duration, logger *slog.Logger) {
+	err := unix.Unmount(m.Mountpoint, 0)
+	if err != nil {
+		logger.Warn("mount is busy; detaching it lazily", "mountpoint", m.Mountpoint, "err", err,
+			"held_by", strings.Join(holders(m.Mountpoint), ", "))
 		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil {
 			logger.Error("lazy unmount failed", "mountpoint", m.Mountpoint, "err", err)
 		}
+	}
+	select {
+	case <-m.Served():
+	case <-time.After(timeout):
+		logger.Warn("still in use after the shutdown timeout; aborting the connection", "timeout", timeout)
+		abortDev(dev)
 	}
 }
 

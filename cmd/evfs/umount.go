@@ -25,6 +25,9 @@ func umountCommand() *cli.Command {
 			if c.Bool("lazy") {
 				flags = unix.MNT_DETACH
 			}
+			if stale, err := cleanStale(mp); stale {
+				return err // a dead daemon's mount: aborted and detached
+			}
 			if err := unix.Unmount(mp, flags); err != nil {
 				switch err {
 				case unix.EINVAL:

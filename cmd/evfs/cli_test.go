@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+var evfsBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "evfs-cli-test")
+	if err != nil {
+		panic(err)
+	}
+	evfsBin = filepath.Join(dir, "evfs")
+	out, err := exec.Command("go", "build", "-o", evfsBin, ".").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runEvfs runs the binary to completion and returns exit code and stderr.
+func runEvfs(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(evfsBin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), stderr.String()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, stderr.String()
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		unix.Unmount(args[len(args)-1], unix.MNT_DETACH)
+		t.Fatalf("evfs %v did not exit", args)
+		return 0, ""
+	}
+}
+
+// serve starts `evfs mount` in the background and waits until mounted.
+func serve(t *testing.T, backing, mnt string, extra ...string) *exec.Cmd {
+	t.Helper()
+	args := append([]string{"mount"}, extra...)
+	args = append(args, backing, mnt)
+	cmd := exec.Command(evfsBin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		unix.Unmount(mnt, unix.MNT_DETACH)
+	})
+	for i := 0; ; i++ {
+		var st unix.Statfs_t
+		if ok, _ := isMountpoint(mnt); ok && unix.Statfs(mnt, &st) == nil {
+			return cmd
+		}
+		if i > 200 {
+			t.Fatalf("mount did not appear: %s", stderr.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func mkdirs(t *testing.T) (backing, mnt string) {
+	d := t.TempDir()
+	backing, mnt = filepath.Join(d, "backing"), filepath.Join(d, "mnt")
+	for _, p := range []string{backing, mnt} {
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return backing, mnt
+}
+
+func TestBadInputExits2WithOneLine(t *testing.T) {
+	backing, mnt := mkdirs(t)
+	file := filepath.Join(backing, "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	full := filepath.Join(t.TempDir(), "full")
+	os.MkdirAll(filepath.Join(full, "sub"), 0o755)
+	inner := filepath.Join(backing, "inner")
+	os.Mkdir(inner, 0o755)
+
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no args", []string{"mount"}, "needs BACKING and MOUNTPOINT"},
+		{"backing missing", []string{"mount", "/nonexistent/x", mnt}, "backing directory /nonexistent/x does not exist"},
+		{"backing is a file", []string{"mount", file, mnt}, "is not a directory"},
+		{"mountpoint missing", []string{"mount", backing, "/nonexistent/y"}, "mountpoint /nonexistent/y does not exist"},
+		{"mountpoint is a file", []string{"mount", backing, file}, "is not a directory"},
+		{"mountpoint not empty", []string{"mount", backing, full}, "is not empty"},
+		{"mountpoint inside backing", []string{"mount", backing, inner}, "contain one another"},
+		{"unknown backend", []string{"mount", "--backend", "nope", backing, mnt}, "unknown --backend"},
+		{"unknown flag", []string{"mount", "--frobnicate", backing, mnt}, "frobnicate"},
+		{"bad workers", []string{"mount", "--workers", "0", backing, mnt}, "--workers"},
+		{"umount no args", []string{"umount"}, "exactly one MOUNTPOINT"},
+		{"umount not mounted", []string{"umount", mnt}, "is not a mount point"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before, _ := os.ReadDir(backing)
+			code, stderr := runEvfs(t, c.args...)
+			if code != 2 {
+				t.Errorf("exit code %d, want 2; stderr: %s", code, stderr)
+			}
+			if !strings.Contains(stderr, c.want) {
+				t.Errorf("stderr %q does not mention %q", stderr, c.want)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			if n := len(lines); n != 1 && !strings.Contains(c.name, "flag") {
+				t.Errorf("stderr has %d lines, want 1: %q", n, stderr)
+			}
+			if ok, _ := isMountpoint(mnt); ok {
+				t.Errorf("something got mounted at %s", mnt)
+			}
+			after, _ := os.ReadDir(backing)
+			if len(after) != len(before) {
+				t.Errorf("backing directory changed: %d → %d entries", len(before), len(after))
+			}
+		})
+	}
+}
+
+func TestAlreadyMountedIsRefused(t *testing.T) {
+	backing, mnt := mkdirs(t)
+	cmd := serve(t, backing, mnt, "--backend", "pool")
+	code, stderr := runEvfs(t, "mount", backing, mnt)
+	if code != 2 || !strings.Contains(stderr, "already mounted") {
+		t.Fatalf("second mount: exit %d, stderr %q", code, stderr)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+}
+
+func TestSignalUnmountsCleanly(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			backing, mnt := mkdirs(t)
+			cmd := serve(t, backing, mnt, "--backend", "pool")
+			if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("kept"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd.Process.Signal(sig)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("daemon exit after %v: %v", sig, err)
+			}
+			if ok, _ := isMountpoint(mnt); ok {
+				t.Fatal("still mounted after signal")
+			}
+			if b, err := os.ReadFile(filepath.Join(backing, "f")); err != nil || string(b) != "kept" {
+				t.Fatalf("backing file: %q, %v", b, err)
+			}
+		})
+	}
+}
+
+func TestStaleMountIsCleanedUp(t *testing.T) {
+	backing, mnt := mkdirs(t)
+	os.WriteFile(filepath.Join(backing, "f"), []byte("x"), 0o644)
+	cmd := serve(t, backing, mnt, "--backend", "pool")
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	var st unix.Statfs_t
+	if err := unix.Statfs(mnt, &st); !errors.Is(err, unix.ENOTCONN) {
+		t.Fatalf("statfs of a dead mount: %v, want ENOTCONN", err)
+	}
+	// mount over it: detected, cleaned, mounted.
+	cmd2 := serve(t, backing, mnt, "--backend", "pool")
+	if b, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || string(b) != "x" {
+		t.Fatalf("read through the new mount: %q, %v", b, err)
+	}
+	cmd2.Process.Signal(syscall.SIGKILL)
+	cmd2.Wait()
+	// umount handles a stale mount too.
+	if code, stderr := runEvfs(t, "umount", mnt); code != 0 {
+		t.Fatalf("umount of a stale mount: exit %d: %s", code, stderr)
+	}
+	if ok, _ := isMountpoint(mnt); ok {
+		t.Fatal("stale mount still present after umount")
+	}
+}
+
+func TestBusyMountIsDetachedOnSignal(t *testing.T) {
+	backing, mnt := mkdirs(t)
+	cmd := serve(t, backing, mnt, "--backend", "pool", "--shutdown-timeout", "1s")
+	var stderr bytes.Buffer
+	cmd.Stderr = nil
+	f, err := os.Create(filepath.Join(mnt, "held"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("daemon exit: %v (%s)", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("daemon did not exit with a busy mount")
+	}
+	if ok, _ := isMountpoint(mnt); ok {
+		t.Fatal("still mounted")
+	}
+}
