@@ -66,6 +66,21 @@ func (t *Nodes) Add(fd int, key Key, mode uint32) (n *Node, dupFd bool) {
 	return n, false
 }
 
+// Ref records one kernel lookup of an inode the table already holds and
+// returns its node, or nil if the inode is unknown (the caller then opens
+// it and calls Add).
+func (t *Nodes) Ref(key Key, mode uint32) *Node {
+	n := t.byKey[key]
+	if n != nil {
+		n.lookups++
+		n.Mode = mode
+	}
+	return n
+}
+
+// Known reports whether the table holds the inode.
+func (t *Nodes) Known(key Key) bool { return t.byKey[key] != nil }
+
 // Forget drops nlookup references. When none remain the node leaves the
 // table and its fd is returned for the caller to close; otherwise -1.
 // The root is never forgotten.

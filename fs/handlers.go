@@ -31,10 +31,6 @@ type handlers struct {
 // submit starts op for r and runs k with its result. The op id is kept on
 // the request so an INTERRUPT can cancel it.
 func (h *handlers) submit(r *request, op *aio.Op, k func(res int64)) {
-	if r.interrupted {
-		k(-int64(unix.EINTR))
-		return
-	}
 	r.opID = h.loop.Submit(op, func(res int64) {
 		r.opID = 0
 		if res == -int64(unix.ECANCELED) && r.interrupted {
@@ -56,17 +52,31 @@ func (h *handlers) then(r *request, op *aio.Op, k func(res int64)) {
 	})
 }
 
-// interrupt handles FUSE INTERRUPT: cancel the op in flight; the chain
-// answers EINTR when its completion (cancelled or not) arrives, and no
-// further step starts.
+// interruptGrace is how long an interrupted request's op may keep
+// running before it is cancelled. Go programs are interrupted constantly
+// (the runtime preempts goroutines with signals, and each signal during a
+// FUSE request becomes an INTERRUPT); answering those with EINTR would
+// hand EINTR to reads that were about to succeed. Only an op that is
+// actually stuck is cancelled.
+const interruptGrace = 50 * time.Millisecond
+
+// interrupt handles FUSE INTERRUPT: mark the request, and cancel its op
+// if it is still in flight after interruptGrace. A cancelled op answers
+// EINTR when its completion arrives; waits (SETLKW) end with EINTR.
 func (h *handlers) interrupt(r *request) {
 	if r.replied {
 		return
 	}
 	r.interrupted = true
-	if r.opID != 0 {
-		h.loop.Cancel(r.opID)
+	id := r.opID
+	if id == 0 {
+		return
 	}
+	h.loop.AfterFunc(interruptGrace, "INTERRUPT grace", func() {
+		if !r.replied && r.opID == id {
+			h.loop.Cancel(id)
+		}
+	})
 }
 
 // closeFd closes a backing fd in the background; nobody waits on it.
@@ -122,11 +132,22 @@ func (h *handlers) entryTimeouts(out *fuse.EntryOut) {
 	out.SetAttrTimeout(h.opts.AttrTimeout)
 }
 
-// lookupName is the LOOKUP chain, shared by every handler that makes a
-// name: openat(parent, name, O_PATH|O_NOFOLLOW) → newNode.
+// lookupName is the LOOKUP chain, shared by every handler that resolves
+// a name: statx(parent, name) first, because most lookups are of inodes
+// the kernel already knows (entry timeouts of 0, hard links) and need no
+// new fd; only an unknown inode costs openat(O_PATH|O_NOFOLLOW) → statx
+// of that fd → register.
 func (h *handlers) lookupName(r *request, parent *backing.Node, name string, out *fuse.EntryOut, done func(*backing.Node)) {
-	h.then(r, aio.Openat(parent.Fd, name, unix.O_PATH|unix.O_NOFOLLOW, 0), func(fd int64) {
-		h.newNode(r, int(fd), false, 0, out, done)
+	st := aio.Statx(parent.Fd, name, unix.AT_SYMLINK_NOFOLLOW)
+	h.then(r, st, func(int64) {
+		if n := h.nodes.Ref(backing.KeyOf(&st.Stat), uint32(st.Stat.Mode)&unix.S_IFMT); n != nil {
+			h.fillEntry(n, &st.Stat, out)
+			done(n)
+			return
+		}
+		h.then(r, aio.Openat(parent.Fd, name, unix.O_PATH|unix.O_NOFOLLOW, 0), func(fd int64) {
+			h.newNode(r, int(fd), false, 0, out, done)
+		})
 	})
 }
 
@@ -196,14 +217,19 @@ func (h *handlers) register(fd int, st *unix.Statx_t, out *fuse.EntryOut, done f
 	if dup {
 		h.closeFd(fd)
 	}
+	h.fillEntry(n, st, out)
+	done(n)
+}
+
+// fillEntry answers a lookup of n with attributes st.
+func (h *handlers) fillEntry(n *backing.Node, st *unix.Statx_t, out *fuse.EntryOut) {
 	out.NodeId = n.ID
 	out.Generation = 0
 	backing.FillAttr(&out.Attr, st)
 	h.entryTimeouts(out)
-	if h.opts.TestDelayRead != "" {
-		n.TestDelayReads = n.TestDelayReads || out.Attr.Ino == h.opts.testDelayIno
+	if h.opts.TestDelayRead != "" && out.Attr.Ino == h.opts.testDelayIno {
+		n.TestDelayReads = true
 	}
-	done(n)
 }
 
 // closeAll drops both tables at unmount and closes their fds.

@@ -131,7 +131,7 @@ func (h *handlers) fillDir(r *request, hd *backing.Handle, out *fuse.DirEntryLis
 				break
 			}
 			if e.name != "." && e.name != ".." {
-				lookups = append(lookups, pendingLookup{e.name, eo})
+				lookups = append(lookups, pendingLookup{e.name, e.ino, eo})
 			}
 		}
 		ds.Pos += e.size
@@ -146,6 +146,7 @@ func (h *handlers) fillDir(r *request, hd *backing.Handle, out *fuse.DirEntryLis
 
 type pendingLookup struct {
 	name string
+	ino  uint64 // d_ino: tells whether the inode is probably known
 	out  *fuse.EntryOut
 }
 
@@ -160,7 +161,8 @@ func (h *handlers) lookupAll(r *request, dirID uint64, lookups []pendingLookup) 
 	}
 	left := len(lookups)
 	for _, l := range lookups {
-		h.lookupQuiet(dir.Fd, l.name, l.out, func() {
+		known := h.nodes.Known(backing.Key{Dev: dir.Key.Dev, Ino: l.ino})
+		h.lookupQuiet(dir.Fd, l.name, known, l.out, func() {
 			left--
 			if left == 0 {
 				r.reply(fuse.OK)
@@ -169,9 +171,26 @@ func (h *handlers) lookupAll(r *request, dirID uint64, lookups []pendingLookup) 
 	}
 }
 
-// lookupQuiet is the LOOKUP chain without a request of its own:
-// openat O_PATH → statx → register, filling out on success.
-func (h *handlers) lookupQuiet(dirFd int, name string, out *fuse.EntryOut, done func()) {
+// lookupQuiet is the LOOKUP chain without a request of its own (its
+// failures leave out untouched). For a probably known inode it is one
+// statx(dir, name); otherwise openat O_PATH → statx of the fd → register.
+func (h *handlers) lookupQuiet(dirFd int, name string, known bool, out *fuse.EntryOut, done func()) {
+	if known {
+		st := aio.Statx(dirFd, name, unix.AT_SYMLINK_NOFOLLOW)
+		h.loop.Submit(st, func(res int64) {
+			if res < 0 {
+				done()
+				return
+			}
+			if n := h.nodes.Ref(backing.KeyOf(&st.Stat), uint32(st.Stat.Mode)&unix.S_IFMT); n != nil {
+				h.fillEntry(n, &st.Stat, out)
+				done()
+				return
+			}
+			h.lookupQuiet(dirFd, name, false, out, done) // replaced meanwhile
+		})
+		return
+	}
 	h.loop.Submit(aio.Openat(dirFd, name, unix.O_PATH|unix.O_NOFOLLOW, 0), func(res int64) {
 		if res < 0 {
 			done()
