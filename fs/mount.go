@@ -42,6 +42,7 @@ type Mount struct {
 	Server     *fuse.Server
 	Loop       *loop.Loop
 	Mountpoint string
+	h          *handlers
 	loopDone   chan error
 	served     chan struct{} // closed when Serve (and OnUnmount) returned
 }
@@ -91,7 +92,7 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	}
 	bridge := &Bridge{RawFileSystem: fuse.NewDefaultRawFileSystem(), loop: l, h: h, log: cfg.Logger, dbg: cfg.Debug}
 
-	m := &Mount{Loop: l, Mountpoint: mountpoint, loopDone: make(chan error, 1), served: make(chan struct{})}
+	m := &Mount{Loop: l, h: h, Mountpoint: mountpoint, loopDone: make(chan error, 1), served: make(chan struct{})}
 	go func() { m.loopDone <- l.Run() }()
 
 	srv, err := fuse.NewServer(bridge, mountpoint, mountOptions(backingDir, &cfg))

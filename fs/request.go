@@ -2,6 +2,7 @@ package fs
 
 import (
 	"sync"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -11,9 +12,11 @@ import (
 // goroutine that received it parks on done; the loop fills in status and
 // signals done exactly once (invariant 4).
 type request struct {
-	name string
-	hdr  *fuse.InHeader
-	done chan struct{}
+	op    op
+	hdr   *fuse.InHeader
+	start time.Time
+	stats *opStats // the loop-owned table its reply is counted in
+	done  chan struct{}
 
 	status fuse.Status
 
@@ -25,9 +28,9 @@ type request struct {
 
 var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
 
-func newRequest(name string, hdr *fuse.InHeader) *request {
+func newRequest(o op, hdr *fuse.InHeader, stats *opStats) *request {
 	r := requestPool.Get().(*request)
-	r.name, r.hdr = name, hdr
+	r.op, r.hdr, r.stats, r.start = o, hdr, stats, time.Now()
 	r.status, r.opID, r.interrupted, r.replied = fuse.OK, 0, false, false
 	return r
 }
@@ -35,10 +38,11 @@ func newRequest(name string, hdr *fuse.InHeader) *request {
 // reply answers the request. Loop-only.
 func (r *request) reply(st fuse.Status) {
 	if r.replied {
-		panic("evfs: request " + r.name + " answered twice")
+		panic("evfs: request " + r.op.String() + " answered twice")
 	}
 	r.replied = true
 	r.status = st
+	r.stats.record(r.op, st == fuse.OK, time.Since(r.start))
 	r.done <- struct{}{}
 }
 

@@ -29,7 +29,14 @@ type Config struct {
 	// Signals, if set, makes SIGINT and SIGTERM events: OnSignal runs on
 	// the loop when one arrives.
 	OnSignal func(os.Signal)
+	// StallThreshold: a single event or continuation holding the loop
+	// longer than this is logged as a stall. 0 means DefaultStall; < 0
+	// turns the detector off.
+	StallThreshold time.Duration
 }
+
+// DefaultStall is the stall detector's default threshold.
+const DefaultStall = 5 * time.Millisecond
 
 // Loop is a single-threaded event loop.
 type Loop struct {
@@ -45,12 +52,16 @@ type Loop struct {
 	stats    Stats
 	stopping bool
 	onSignal func(os.Signal)
+	stall    time.Duration
 }
 
 // New creates the loop and its backend; notice receives the backend
 // choice explanation when "auto" falls back.
 func New(cfg Config) (*Loop, error) {
-	l := &Loop{q: newQueue(), log: cfg.Logger, debug: cfg.Debug, onSignal: cfg.OnSignal}
+	l := &Loop{q: newQueue(), log: cfg.Logger, debug: cfg.Debug, onSignal: cfg.OnSignal, stall: cfg.StallThreshold}
+	if l.stall == 0 {
+		l.stall = DefaultStall
+	}
 	if l.log == nil {
 		l.log = slog.Default()
 	}
@@ -172,11 +183,17 @@ func (l *Loop) complete(c aio.Completion) {
 	l.timed("completion", func() { k(c.Res) })
 }
 
-// timed runs fn and tracks the longest single run.
+// timed runs fn, tracks the longest single run and reports stalls: a
+// handler that holds the loop holds every request behind it.
 func (l *Loop) timed(name string, fn func()) {
 	t0 := time.Now()
 	fn()
-	if d := time.Since(t0); d > l.stats.Longest {
+	d := time.Since(t0)
+	if d > l.stats.Longest {
 		l.stats.Longest, l.stats.LongestName = d, name
+	}
+	if l.stall > 0 && d > l.stall {
+		l.stats.Stalls++
+		l.log.Warn("loop stalled", "event", name, "took", d, "threshold", l.stall)
 	}
 }

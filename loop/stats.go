@@ -21,6 +21,7 @@ type Stats struct {
 	Waiting     time.Duration // time spent asleep
 	Longest     time.Duration // longest single event or continuation run
 	LongestName string        // and what it was
+	Stalls      uint64        // runs longer than the stall threshold
 	Backend     aio.Stats
 }
 
