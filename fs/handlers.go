@@ -26,6 +26,7 @@ type handlers struct {
 	log     *slog.Logger
 	euid    uint32
 	egid    uint32
+	stats   opStats
 }
 
 // submit starts op for r and runs k with its result. The op id is kept on
