@@ -44,8 +44,9 @@ const (
 	OpFsetxattr
 	OpFlistxattr
 	OpFremovexattr
-	// No io_uring opcode for the following: they always run on the pool
-	// (or on the loop, for the sync backend).
+	// No io_uring opcode for the following (nor for FLISTXATTR and
+	// FREMOVEXATTR above): they always run on the pool (or on the loop,
+	// for the sync backend).
 	OpMknodat
 	OpReadlinkat
 	OpFchmodat
@@ -60,7 +61,8 @@ const (
 	OpFcntlLock
 	OpFlock
 	// Path-based xattr calls: fgetxattr and friends refuse O_PATH fds, so
-	// node xattrs go through the node's /proc/self/fd path.
+	// node xattrs go through the node's /proc/self/fd path. GETXATTR and
+	// SETXATTR have io_uring opcodes; the other two run on the pool.
 	OpGetxattr
 	OpSetxattr
 	OpListxattr

@@ -118,6 +118,19 @@ func (s *SQE) PrepFsetxattr(fd int, name *byte, value []byte, flags int) {
 		Off: bufAddr(value), Len: uint32(len(value)), OpFlags: uint32(flags)}
 }
 
+// PrepGetxattr prepares getxattr(2) on path (following symlinks): name
+// in addr, value in addr2, path in addr3.
+func (s *SQE) PrepGetxattr(path, name *byte, value []byte) {
+	*s = SQE{Opcode: IORING_OP_GETXATTR, Addr: ptrAddr(name), Off: bufAddr(value),
+		Len: uint32(len(value)), Addr3: ptrAddr(path)}
+}
+
+// PrepSetxattr prepares setxattr(2) on path (flags: XATTR_CREATE, XATTR_REPLACE).
+func (s *SQE) PrepSetxattr(path, name *byte, value []byte, flags int) {
+	*s = SQE{Opcode: IORING_OP_SETXATTR, Addr: ptrAddr(name), Off: bufAddr(value),
+		Len: uint32(len(value)), Addr3: ptrAddr(path), OpFlags: uint32(flags)}
+}
+
 // PrepCancel prepares IORING_OP_ASYNC_CANCEL of the request submitted
 // with user_data target (flags: IORING_ASYNC_CANCEL_*; 0 for one match).
 func (s *SQE) PrepCancel(target uint64, flags uint32) {
