@@ -53,6 +53,23 @@ type Config struct {
 	// Wake is called, from any goroutine, when completions are ready to
 	// reap. The loop coalesces repeated calls.
 	Wake func()
+	// RingAll sends every op with an io_uring opcode to the ring, even the
+	// ones the kernel always hands to an io-wq worker thread (see
+	// uringPunted). Off by default: those are faster on the pool.
+	RingAll bool
+	// WaitInRing makes the uring backend a Waiter: the loop sleeps inside
+	// io_uring_enter, and wakes arrive as a completion of a read on an
+	// eventfd. Otherwise a goroutine watches the ring's eventfd and calls
+	// Wake.
+	WaitInRing bool
+}
+
+// Waiter is implemented by a backend that can be the loop's one wait
+// point. Sleep is loop-only and returns when a completion is ready or
+// Wake was called; Wake is safe from any goroutine.
+type Waiter interface {
+	Sleep()
+	Wake()
 }
 
 // ErrUnknownBackend is returned for a Kind that is not one of the names.

@@ -32,7 +32,7 @@ type harness struct {
 func newHarness(t testing.TB, kind string) *harness {
 	t.Helper()
 	h := &harness{t: t, wake: make(chan struct{}, 1)}
-	b, err := New(Config{Kind: kind, Workers: 4, Wake: h.signal}, nil)
+	b, err := New(Config{Kind: kind, Workers: 4, Wake: h.signal, RingAll: true}, nil)
 	if err != nil {
 		if kind == "uring" {
 			t.Skipf("uring backend unavailable: %v", err)
@@ -555,7 +555,7 @@ func TestBackends(t *testing.T) {
 func newUringHarness(t testing.TB, disabled ...Kind) (*harness, *Uring) {
 	t.Helper()
 	h := &harness{t: t, wake: make(chan struct{}, 1)}
-	u, err := newUringWithout(Config{Workers: 4, Wake: h.signal}, disabled...)
+	u, err := newUringWithout(Config{Workers: 4, Wake: h.signal, RingAll: true}, disabled...)
 	if err != nil {
 		t.Skipf("uring backend unavailable: %v", err)
 	}
@@ -929,6 +929,27 @@ func TestUringWakeStress(t *testing.T) {
 			if r != 0 {
 				t.Fatalf("statx: %v", resErr(r))
 			}
+		}
+	}
+}
+
+// TestUringDefaultRouting: without RingAll, the ops io_uring always
+// punts to io-wq run on the pool, and the inline-capable ones stay on the
+// ring.
+func TestUringDefaultRouting(t *testing.T) {
+	u, err := newUring(Config{Workers: 2, Wake: func() {}})
+	if err != nil {
+		t.Skipf("io_uring unavailable: %v", err)
+	}
+	defer u.Close()
+	for _, k := range uringPunted {
+		if u.OnRing(k) {
+			t.Errorf("%v is on the ring by default", k)
+		}
+	}
+	for _, k := range []Kind{OpRead, OpWrite, OpReadv, OpWritev, OpOpenat, OpClose, OpNop} {
+		if !u.OnRing(k) {
+			t.Errorf("%v is not on the ring", k)
 		}
 	}
 }

@@ -84,6 +84,12 @@ type Uring struct {
 
 	efile      *os.File // eventfd registered with the ring
 	readerDone chan struct{}
+
+	// WaitInRing mode (uring_wait.go).
+	waitInRing bool
+	wakeFd     int     // eventfd Wake writes to; the ring keeps a read posted on it
+	wakeBuf    [8]byte // that read's destination
+	wakeArmed  bool    // the read is on the ring
 }
 
 // uringPending is an op (or a cancel of id) not yet in the SQ.
@@ -152,8 +158,22 @@ func newUring(cfg Config, disabled ...Kind) (*Uring, error) {
 			}
 		}
 	}
+	if !cfg.RingAll {
+		for _, k := range uringPunted {
+			u.onRing[k] = false
+		}
+	}
 	for _, k := range disabled {
 		u.onRing[k] = false
+	}
+	if cfg.WaitInRing {
+		if err := u.setupWaitInRing(); err != nil {
+			ring.Close()
+			return nil, err
+		}
+		u.pool = NewPool(cfg.Workers, wake)
+		close(u.readerDone)
+		return u, nil
 	}
 
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
@@ -424,6 +444,10 @@ func (u *Uring) Reap(dst []Completion) []Completion {
 		if id == cancelUserData {
 			continue
 		}
+		if id == wakeUserData {
+			u.wakeArmed = false
+			continue
+		}
 		u.inflight--
 		dst = append(dst, Completion{ID: id, Res: int64(res)})
 	}
@@ -485,14 +509,19 @@ func (u *Uring) Close() error {
 			if err != nil {
 				break
 			}
-			if cqe.UserData != cancelUserData {
+			if cqe.UserData != cancelUserData && cqe.UserData != wakeUserData {
 				u.inflight--
 			}
 			u.ring.CQESeen(cqe)
 		}
 	}
-	u.efile.Close()
+	if u.efile != nil {
+		u.efile.Close()
+	}
 	<-u.readerDone
+	if u.waitInRing {
+		unix.Close(u.wakeFd)
+	}
 	u.pool.Close()
 	return u.ring.Close()
 }

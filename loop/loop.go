@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -29,6 +30,11 @@ type Config struct {
 	// Signals, if set, makes SIGINT and SIGTERM events: OnSignal runs on
 	// the loop when one arrives.
 	OnSignal func(os.Signal)
+	// WaitInRing makes the loop sleep inside io_uring_enter (uring
+	// backend only) instead of on a channel.
+	WaitInRing bool
+	// RingAll: see aio.Config.RingAll.
+	RingAll bool
 	// StallThreshold: a single event or continuation holding the loop
 	// longer than this is logged as a stall. 0 means DefaultStall; < 0
 	// turns the detector off.
@@ -53,24 +59,33 @@ type Loop struct {
 	stopping bool
 	onSignal func(os.Signal)
 	stall    time.Duration
+	ringWait bool
 }
 
 // New creates the loop and its backend; notice receives the backend
 // choice explanation when "auto" falls back.
 func New(cfg Config) (*Loop, error) {
-	l := &Loop{q: newQueue(), log: cfg.Logger, debug: cfg.Debug, onSignal: cfg.OnSignal, stall: cfg.StallThreshold}
+	l := &Loop{log: cfg.Logger, debug: cfg.Debug, onSignal: cfg.OnSignal, stall: cfg.StallThreshold}
 	if l.stall == 0 {
 		l.stall = DefaultStall
 	}
 	if l.log == nil {
 		l.log = slog.Default()
 	}
-	b, err := aio.New(aio.Config{Kind: cfg.Backend, Workers: cfg.Workers, Wake: l.q.signal},
+	// The queue's waiter depends on the backend, which needs the queue's
+	// wake: the waiter is filled in below, before Run lets anyone sleep.
+	q := newQueue(nil)
+	b, err := aio.New(aio.Config{Kind: cfg.Backend, Workers: cfg.Workers, Wake: q.signal,
+		RingAll: cfg.RingAll, WaitInRing: cfg.WaitInRing},
 		func(msg string) { l.log.Warn(msg) })
 	if err != nil {
 		return nil, err
 	}
-	l.backend = b
+	q.waiter = make(chanWaiter, 1)
+	if rw, ok := aio.AsWaiter(b); ok {
+		q.waiter, l.ringWait = rw, true
+	}
+	l.q, l.backend = q, b
 	return l, nil
 }
 
@@ -117,27 +132,53 @@ func (l *Loop) InFlight() int { return l.ops.inUse }
 // Run serves events until Stop was called and nothing is in flight, then
 // closes the backend.
 func (l *Loop) Run() error {
-	var sigs chan os.Signal
+	if l.ringWait {
+		// io_uring runs completion work on the thread that submitted;
+		// a loop that wandered to another thread would wait for it.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	if l.onSignal != nil {
-		sigs = make(chan os.Signal, 1)
+		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 		defer signal.Stop(sigs)
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for {
+				select {
+				case s := <-sigs:
+					l.Post("signal", func() {
+						l.log.Info("signal received", "signal", s.String())
+						l.onSignal(s)
+					})
+				case <-stop:
+					return
+				}
+			}
+		}()
 	}
 	for {
 		start := time.Now()
 		l.turn()
-		busy := time.Since(start)
-		l.stats.Busy += busy
 		if l.stopping && l.ops.inUse == 0 && l.q.depth() == 0 {
+			l.stats.Busy += time.Since(start)
 			break
 		}
-		l.stats.Waits++
-		select {
-		case <-l.q.wake:
-		case s := <-sigs:
-			l.log.Info("signal received", "signal", s.String())
-			l.onSignal(s)
+		// Announce the sleep, then look once more: a post or completion
+		// that raced with the announcement is either seen here or wakes
+		// the sleep below.
+		l.q.sleeping.Store(true)
+		if l.turn() {
+			l.q.sleeping.Store(false)
+			l.stats.Busy += time.Since(start)
+			continue
 		}
+		busy := time.Since(start)
+		l.stats.Busy += busy
+		l.stats.Waits++
+		l.q.waiter.Sleep()
+		l.q.sleeping.Store(false)
 		l.stats.Waiting += time.Since(start.Add(busy))
 	}
 	return l.backend.Close()
@@ -146,8 +187,9 @@ func (l *Loop) Run() error {
 // turn is one getEvents → processEvent pass, repeated until a pass finds
 // neither events nor completions: run every posted event, hand the I/O
 // they queued to the backend in one batch, then run the continuations of
-// everything that completed.
-func (l *Loop) turn() {
+// everything that completed. It reports whether it did anything.
+func (l *Loop) turn() bool {
+	did := false
 	for {
 		evs := l.q.swap(l.spare)
 		for i := range evs {
@@ -163,8 +205,9 @@ func (l *Loop) turn() {
 			l.complete(c)
 		}
 		if len(evs) == 0 && len(l.comps) == 0 {
-			return
+			return did
 		}
+		did = true
 	}
 }
 

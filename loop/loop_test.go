@@ -12,7 +12,11 @@ import (
 // startLoop runs a loop on the named backend and stops it at cleanup.
 func startLoop(t testing.TB, backend string) *Loop {
 	t.Helper()
-	l, err := New(Config{Backend: backend, Workers: 4})
+	cfg := Config{Backend: backend, Workers: 4}
+	if backend == "uring-ringwait" {
+		cfg.Backend, cfg.WaitInRing = "uring", true
+	}
+	l, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New(%s): %v", backend, err)
 	}
@@ -32,7 +36,8 @@ func startLoop(t testing.TB, backend string) *Loop {
 	return l
 }
 
-var backends = []string{"pool", "sync"}
+// backends: every backend, and uring with both wait designs.
+var backends = []string{"pool", "sync", "uring", "uring-ringwait"}
 
 func TestPostFromManyGoroutines(t *testing.T) {
 	for _, b := range backends {
@@ -61,7 +66,13 @@ func TestPostFromManyGoroutines(t *testing.T) {
 }
 
 func TestWakesCoalesce(t *testing.T) {
-	l := startLoop(t, "pool")
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) { testWakesCoalesce(t, b) })
+	}
+}
+
+func testWakesCoalesce(t *testing.T, backend string) {
+	l := startLoop(t, backend)
 	// Hold the loop busy so posts pile up behind one event.
 	release := make(chan struct{})
 	entered := make(chan struct{})
@@ -185,13 +196,17 @@ func TestStopWaitsForInFlight(t *testing.T) {
 // BenchmarkPostProcessReply measures the bridge's hot path without FUSE:
 // a goroutine posts an event, the loop runs it and replies on a channel.
 func BenchmarkPostProcessReply(b *testing.B) {
-	l := startLoop(b, "pool")
-	reply := make(chan struct{}, 1)
-	fn := func() { reply <- struct{}{} }
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		l.Post("bench", fn)
-		<-reply
+	for _, be := range backends {
+		b.Run(be, func(b *testing.B) {
+			l := startLoop(b, be)
+			reply := make(chan struct{}, 1)
+			fn := func() { reply <- struct{}{} }
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				l.Post("bench", fn)
+				<-reply
+			}
+		})
 	}
 }
 

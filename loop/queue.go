@@ -13,18 +13,38 @@ type Event struct {
 }
 
 // queue is the one way into the loop from other goroutines. Posting
-// appends under a short lock and wakes the loop; however many posts
-// happen before the loop runs, it is woken once (the channel holds at
-// most one token).
+// appends under a short lock and wakes the loop only if it is asleep:
+// however many posts (and backend completions) arrive while the loop is
+// awake or already being woken, they cost one wakeup.
 type queue struct {
-	mu      sync.Mutex
-	pending []Event
-	wake    chan struct{}
-	wakes   atomic.Uint64 // tokens actually sent (coalesced wakeups)
-	posts   atomic.Uint64
+	mu       sync.Mutex
+	pending  []Event
+	sleeping atomic.Bool // the loop announced it is about to sleep
+	waiter   waiter
+	wakes    atomic.Uint64 // wakeups actually delivered
+	posts    atomic.Uint64
 }
 
-func newQueue() *queue { return &queue{wake: make(chan struct{}, 1)} }
+// waiter is where the loop sleeps: a channel (chanWaiter) or, with the
+// ring-wait design, inside io_uring_enter (aio.Waiter).
+type waiter interface {
+	Sleep()
+	Wake()
+}
+
+// chanWaiter sleeps on a channel holding at most one token.
+type chanWaiter chan struct{}
+
+func (c chanWaiter) Sleep() { <-c }
+
+func (c chanWaiter) Wake() {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func newQueue(w waiter) *queue { return &queue{waiter: w} }
 
 func (q *queue) post(ev Event) {
 	q.mu.Lock()
@@ -34,13 +54,12 @@ func (q *queue) post(ev Event) {
 	q.signal()
 }
 
-// signal wakes the loop unless a wake is already pending. Safe from any
-// goroutine.
+// signal wakes the loop if it is asleep and nobody woke it yet. Safe
+// from any goroutine.
 func (q *queue) signal() {
-	select {
-	case q.wake <- struct{}{}:
+	if q.sleeping.Load() && q.sleeping.CompareAndSwap(true, false) {
 		q.wakes.Add(1)
-	default:
+		q.waiter.Wake()
 	}
 }
 
