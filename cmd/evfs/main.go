@@ -32,6 +32,8 @@ func newApp() *cli.App {
 			mountCommand(),
 			umountCommand(),
 			versionCommand(),
+			benchCommand(),
+			serveLoopbackCommand(),
 		},
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error {
 			return usageError{err.Error()}
