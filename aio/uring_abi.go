@@ -145,7 +145,9 @@ const (
 const (
 	IORING_REGISTER_EVENTFD   = 4
 	IORING_UNREGISTER_EVENTFD = 5
-	IORING_REGISTER_PROBE     = 8
+
+	IORING_CQ_EVENTFD_DISABLED = 1 // in the CQ ring's flags
+	IORING_REGISTER_PROBE      = 8
 )
 
 // IO_URING_OP_SUPPORTED is io_uring_probe_op.flags' "supported" bit.

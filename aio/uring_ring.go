@@ -25,6 +25,7 @@ type Ring struct {
 
 	// Submission side. sqHead is written by the kernel, sqTail by us.
 	sqHead, sqTail, sqFlags *uint32
+	cqFlags                 *uint32
 	sqMask, sqEntries       uint32
 	sqes                    []SQE
 	// sqeTail is the next SQE GetSQE hands out; sqeHead the first one
@@ -101,6 +102,7 @@ func (r *Ring) mapRings(p *uringParams) error {
 	r.cqHead = u32at(r.cqMem, p.cqOff.head)
 	r.cqTail = u32at(r.cqMem, p.cqOff.tail)
 	r.cqOverflow = u32at(r.cqMem, p.cqOff.overflow)
+	r.cqFlags = u32at(r.cqMem, p.cqOff.flags)
 	r.cqMask = *u32at(r.cqMem, p.cqOff.ringMask)
 	r.cqEntries = *u32at(r.cqMem, p.cqOff.ringEntries)
 	r.cqes = unsafe.Slice((*CQE)(unsafe.Pointer(&r.cqMem[p.cqOff.cqes])), r.cqEntries)
@@ -108,6 +110,18 @@ func (r *Ring) mapRings(p *uringParams) error {
 }
 
 func u32at(mem []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
+
+// CQEventfdToggle turns the registered eventfd's notifications on or off
+// (liburing's io_uring_cq_eventfd_toggle).
+func (r *Ring) CQEventfdToggle(enabled bool) {
+	f := atomic.LoadUint32(r.cqFlags)
+	if enabled {
+		f &^= IORING_CQ_EVENTFD_DISABLED
+	} else {
+		f |= IORING_CQ_EVENTFD_DISABLED
+	}
+	atomic.StoreUint32(r.cqFlags, f)
+}
 
 // Fd is the ring's file descriptor.
 func (r *Ring) Fd() int { return r.fd }
