@@ -27,6 +27,9 @@ type Config struct {
 	ReadDirPlus   bool // answer READDIRPLUS (names + attributes)
 	// OnSignal, if set, turns SIGINT/SIGTERM into loop events.
 	OnSignal func(os.Signal)
+	// StallThreshold is the loop's stall detector threshold
+	// (loop.Config.StallThreshold: 0 means loop.DefaultStall, < 0 off).
+	StallThreshold time.Duration
 }
 
 // Defaults for Config's kernel-facing fields.
@@ -76,7 +79,7 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	}
 
 	l, err := loop.New(loop.Config{Backend: cfg.Backend, Workers: cfg.Workers, Logger: cfg.Logger,
-		Debug: cfg.Debug, OnSignal: cfg.OnSignal})
+		Debug: cfg.Debug, OnSignal: cfg.OnSignal, StallThreshold: cfg.StallThreshold})
 	if err != nil {
 		unix.Close(rootFd)
 		return nil, err

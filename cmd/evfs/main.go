@@ -34,6 +34,7 @@ func newApp() *cli.App {
 			versionCommand(),
 			benchCommand(),
 			serveLoopbackCommand(),
+			statsCommand(),
 		},
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error {
 			return usageError{err.Error()}

@@ -23,7 +23,7 @@ func mountCommand() *cli.Command {
 			"on one loop goroutine; backing-filesystem syscalls run on the chosen backend.\n" +
 			"SIGINT or SIGTERM unmounts cleanly (exit 0).",
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error { return usageError{err.Error()} },
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "asynchronous I/O backend: auto (uring if the kernel allows, else pool), uring, pool, or sync (runs syscalls on the loop; for comparison only)"},
 			&cli.IntFlag{Name: "workers", Value: 16, Usage: "worker goroutines of the pool backend (and of uring's fallback pool)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount; always implies default_permissions (kernel permission checks)"},
@@ -38,7 +38,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "nonempty", Usage: "allow mounting over a non-empty mountpoint (its files are hidden while mounted)"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "on SIGINT/SIGTERM, how long a busy mount may keep serving open files after being detached before its connection is aborted"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every request, submission and completion"},
-		},
+		}, observabilityFlags()...),
 		Action: mountAction,
 	}
 }
@@ -76,6 +76,11 @@ func mountAction(c *cli.Context) error {
 	if err := checkFuse(); err != nil {
 		return err
 	}
+	obs, err := newObservability(c, mountpoint, backingDir, logger) // control socket, metrics
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 
 	// The caller's mode bits must reach the backing fs unchanged.
 	unix.Umask(0)
@@ -97,6 +102,7 @@ func mountAction(c *cli.Context) error {
 		MaxBackground: c.Int("max-background"),
 		ReadDirPlus:   c.Bool("readdirplus"),
 	}
+	cfg.StallThreshold = obs.loopStall()
 	if err := testHooks(&cfg.Options); err != nil {
 		return err
 	}
@@ -114,6 +120,7 @@ func mountAction(c *cli.Context) error {
 		return err
 	}
 	dev, _ = mountDev(mountpoint)
+	obs.start(m)
 	logger.Info("mounted", "backing", backingDir, "mountpoint", mountpoint, "backend", m.Loop.Backend())
 	if err := m.Wait(); err != nil {
 		return fmt.Errorf("serving %s: %w", mountpoint, err)
