@@ -85,6 +85,16 @@ var kindNames = [...]string{
 	OpListxattr: "LISTXATTR", OpRemovexattr: "REMOVEXATTR",
 }
 
+// KindByName returns the kind whose String is name.
+func KindByName(name string) (Kind, bool) {
+	for k, n := range kindNames {
+		if n == name {
+			return Kind(k), true
+		}
+	}
+	return 0, false
+}
+
 func (k Kind) String() string {
 	if int(k) < len(kindNames) && kindNames[k] != "" {
 		return kindNames[k]

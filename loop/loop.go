@@ -35,6 +35,8 @@ type Config struct {
 	WaitInRing bool
 	// RingAll: see aio.Config.RingAll.
 	RingAll bool
+	// Faults is test-only fault injection (see Fault).
+	Faults []Fault
 	// StallThreshold: a single event or continuation holding the loop
 	// longer than this is logged as a stall. 0 means DefaultStall; < 0
 	// turns the detector off.
@@ -60,6 +62,7 @@ type Loop struct {
 	onSignal func(os.Signal)
 	stall    time.Duration
 	ringWait bool
+	faults   map[aio.Kind]*Fault // test-only; nil in production
 }
 
 // New creates the loop and its backend; notice receives the backend
@@ -68,6 +71,12 @@ func New(cfg Config) (*Loop, error) {
 	l := &Loop{log: cfg.Logger, debug: cfg.Debug, onSignal: cfg.OnSignal, stall: cfg.StallThreshold}
 	if l.stall == 0 {
 		l.stall = DefaultStall
+	}
+	for i := range cfg.Faults {
+		if l.faults == nil {
+			l.faults = map[aio.Kind]*Fault{}
+		}
+		l.faults[cfg.Faults[i].Kind] = &cfg.Faults[i]
 	}
 	if l.log == nil {
 		l.log = slog.Default()
@@ -107,6 +116,9 @@ func (l *Loop) Stop() { l.Post("stop", func() { l.stopping = true }) }
 // Submit starts op and arranges for k to run on the loop with its result.
 // It returns the op's id, usable with Cancel. Loop-only.
 func (l *Loop) Submit(op *aio.Op, k Continuation) uint64 {
+	if l.faults != nil {
+		l.inject(op)
+	}
 	id := l.ops.put(op, k)
 	l.stats.Submitted++
 	if l.debug {
