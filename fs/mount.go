@@ -30,6 +30,8 @@ type Config struct {
 	// StallThreshold is the loop's stall detector threshold
 	// (loop.Config.StallThreshold: 0 means loop.DefaultStall, < 0 off).
 	StallThreshold time.Duration
+	// Faults is test-only fault injection (loop.Fault; EVFS_TEST_FAULTS).
+	Faults []loop.Fault
 }
 
 // Defaults for Config's kernel-facing fields.
@@ -79,7 +81,7 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	}
 
 	l, err := loop.New(loop.Config{Backend: cfg.Backend, Workers: cfg.Workers, Logger: cfg.Logger,
-		Debug: cfg.Debug, OnSignal: cfg.OnSignal, StallThreshold: cfg.StallThreshold})
+		Debug: cfg.Debug, OnSignal: cfg.OnSignal, StallThreshold: cfg.StallThreshold, Faults: cfg.Faults})
 	if err != nil {
 		unix.Close(rootFd)
 		return nil, err

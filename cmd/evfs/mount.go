@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"evfs/fs"
+	"evfs/loop"
 )
 
 func mountCommand() *cli.Command {
@@ -103,7 +104,7 @@ func mountAction(c *cli.Context) error {
 		ReadDirPlus:   c.Bool("readdirplus"),
 	}
 	cfg.StallThreshold = obs.loopStall()
-	if err := testHooks(&cfg.Options); err != nil {
+	if err := testHooks(&cfg); err != nil {
 		return err
 	}
 	var m *fs.Mount
@@ -151,8 +152,18 @@ func shutdown(m *fs.Mount, dev uint64, timeout time.Duration, logger *slog.Logge
 }
 
 // testHooks reads test-only fault injection from the environment:
-// EVFS_TEST_DELAY_READ=NAME:DURATION delays reads of backing file NAME.
-func testHooks(o *fs.Options) error {
+// EVFS_TEST_DELAY_READ=NAME:DURATION delays reads of backing file NAME;
+// EVFS_TEST_FAULTS=KIND=ERRNO|delay:D,… fails or delays every backend op
+// of a kind (loop.ParseFaults), e.g. READ=EIO,WRITE=ENOSPC,OPENAT=EACCES.
+func testHooks(cfg *fs.Config) error {
+	if v := os.Getenv("EVFS_TEST_FAULTS"); v != "" {
+		faults, err := loop.ParseFaults(v)
+		if err != nil {
+			return usagef("EVFS_TEST_FAULTS: %v", err)
+		}
+		cfg.Faults = faults
+	}
+	o := &cfg.Options
 	v := os.Getenv("EVFS_TEST_DELAY_READ")
 	if v == "" {
 		return nil
