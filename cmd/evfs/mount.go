@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -39,6 +40,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "nonempty", Usage: "allow mounting over a non-empty mountpoint (its files are hidden while mounted)"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "on SIGINT/SIGTERM, how long a busy mount may keep serving open files after being detached before its connection is aborted"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every request, submission and completion"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the daemon to `FILE` (for go tool pprof)"},
 		}, observabilityFlags()...),
 		Action: mountAction,
 	}
@@ -115,6 +117,13 @@ func mountAction(c *cli.Context) error {
 		if m != nil {
 			go shutdown(m, dev, shutdownTimeout, logger)
 		}
+	}
+	if path := c.String("cpuprofile"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	m, err = fs.NewMount(backingDir, mountpoint, cfg)
 	if err != nil {
@@ -202,4 +211,17 @@ func checkDir(what, path string) (string, error) {
 func within(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// startCPUProfile profiles the daemon until the returned stop is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
