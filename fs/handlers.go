@@ -27,6 +27,7 @@ type handlers struct {
 	euid    uint32
 	egid    uint32
 	stats   opStats
+	locks   lockTable // POSIX locks granted through evfs (ops_lock.go)
 }
 
 // submit starts op for r and runs k with its result. The op id is kept on

@@ -9,8 +9,11 @@ import (
 )
 
 // openFlags turns the kernel's open flags into the backing open's.
+// O_NOFOLLOW is dropped: the kernel has already resolved the last
+// component to this node (a symlink node is refused with ELOOP), and the
+// reopen goes through /proc/self/fd/N, a magic link O_NOFOLLOW refuses.
 func (h *handlers) openFlags(flags uint32) int {
-	f := int(flags) &^ (unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY)
+	f := int(flags) &^ (unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY | unix.O_NOFOLLOW)
 	if h.opts.Writeback {
 		// With writeback caching the kernel positions appends itself and
 		// may read pages of a file opened write-only.
@@ -103,7 +106,9 @@ func (h *handlers) Write(r *request, in *fuse.WriteIn, data [][]byte, n *uint32)
 		return
 	}
 	if int64(in.Offset) < 0 {
-		r.errno(unix.EFBIG)
+		// pwrite(2)'s answer; the check also keeps uring from taking
+		// offset -1 as "the current position".
+		r.errno(unix.EINVAL)
 		return
 	}
 	var op *aio.Op
@@ -118,12 +123,15 @@ func (h *handlers) Write(r *request, in *fuse.WriteIn, data [][]byte, n *uint32)
 	})
 }
 
-// Flush has nothing to do: writes reach the backing fs before WRITE is
-// answered, and locks live on the handle's fd until RELEASE.
+// Flush: writes reach the backing fs before WRITE is answered, so the
+// only work is POSIX close semantics: the closing lock owner's record
+// locks on this inode are released (see releaseOwnerLocks).
 func (h *handlers) Flush(r *request, in *fuse.FlushIn) {
-	if h.handle(r, in.Fh) != nil {
-		r.reply(fuse.OK)
+	hd := h.handle(r, in.Fh)
+	if hd == nil {
+		return
 	}
+	h.releaseOwnerLocks(hd.NodeID, in.LockOwner, func() { r.reply(fuse.OK) })
 }
 
 // Release (and RELEASEDIR): drop the handle, close its fd, then answer, so
@@ -134,6 +142,7 @@ func (h *handlers) Release(r *request, in *fuse.ReleaseIn) {
 		r.errno(unix.EBADF)
 		return
 	}
+	h.locks.dropHandle(hd.NodeID, hd.ID)
 	h.loop.Submit(aio.Close(hd.Fd), func(res int64) { r.reply(fuse.OK) })
 }
 
@@ -184,10 +193,8 @@ func (h *handlers) CopyFileRange(r *request, in *fuse.CopyFileRangeIn, n *uint32
 	if dst == nil || !h.writable(r) {
 		return
 	}
-	if int64(in.OffIn) < 0 || int64(in.OffOut) < 0 {
-		r.errno(unix.EINVAL)
-		return
-	}
+	// Offsets go to copy_file_range as they are: it vets them itself
+	// (EINVAL, EOVERFLOW, EFBIG, in its own order).
 	length := min(in.Len, 1<<30) // the reply carries a uint32 count
 	op := aio.CopyFileRange(src.Fd, int64(in.OffIn), dst.Fd, int64(in.OffOut), int64(length), int(in.Flags))
 	h.then(r, op, func(res int64) {
