@@ -38,6 +38,9 @@ func (h *handlers) submit(r *request, op *aio.Op, k func(res int64)) {
 		if res == -int64(unix.ECANCELED) && r.interrupted {
 			res = -int64(unix.EINTR)
 		}
+		if res >= 0 {
+			r.progressed = true
+		}
 		k(res)
 	})
 }
@@ -75,7 +78,10 @@ func (h *handlers) interrupt(r *request) {
 		return
 	}
 	h.loop.AfterFunc(interruptGrace, "INTERRUPT grace", func() {
-		if !r.replied && r.opID == id {
+		// Once a step has succeeded (mkdirat done, statx pending) the
+		// change has happened: finish the chain rather than report EINTR
+		// for something that took effect.
+		if !r.replied && r.opID == id && !r.progressed {
 			h.loop.Cancel(id)
 		}
 	})

@@ -94,7 +94,9 @@ func (h *handlers) SetLk(r *request, in *fuse.LkIn, wait bool) {
 					h.locks.set(hd.NodeID, hd.ID, in.Owner, &in.Lk)
 				}
 				r.reply(fuse.OK)
-			case busy && wait && !r.interrupted:
+			case busy && wait && r.interrupted:
+				r.errno(unix.EINTR) // the kernel restarts or reports the wait
+			case busy && wait:
 				h.loop.AfterFunc(delay, "SETLKW retry", func() {
 					if r.interrupted {
 						r.errno(unix.EINTR)

@@ -23,6 +23,7 @@ type request struct {
 	// Owned by the loop goroutine.
 	opID        uint64 // the operation in flight for this request, 0 if none
 	interrupted bool
+	progressed  bool // a step of its chain has succeeded
 	replied     bool
 }
 
@@ -31,7 +32,7 @@ var requestPool = sync.Pool{New: func() any { return &request{done: make(chan st
 func newRequest(o op, hdr *fuse.InHeader, stats *opStats) *request {
 	r := requestPool.Get().(*request)
 	r.op, r.hdr, r.stats, r.start = o, hdr, stats, time.Now()
-	r.status, r.opID, r.interrupted, r.replied = fuse.OK, 0, false, false
+	r.status, r.opID, r.interrupted, r.progressed, r.replied = fuse.OK, 0, false, false, false
 	return r
 }
 
