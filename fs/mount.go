@@ -135,6 +135,9 @@ func mountOptions(backingDir string, cfg *Config) *fuse.MountOptions {
 		// Without it any local user could read anything: the daemon is root.
 		o.Options = append(o.Options, "default_permissions")
 	}
+	// The daemon clears set-id bits itself (killSuidgid), so the kernel
+	// stops sending GETXATTR(security.capability) before every WRITE.
+	o.ExtraCapabilities |= fuse.CAP_HANDLE_KILLPRIV_V2
 	if cfg.Writeback {
 		o.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
 	}

@@ -104,6 +104,12 @@ func (h *handlers) SetAttr(r *request, in *fuse.SetAttrIn, out *fuse.AttrOut) {
 	if hd != nil {
 		fd = hd.Fd
 	}
+	_, modeSet := in.GetMode()
+	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 && !modeSet {
+		// An unprivileged truncate (see killSuidgid).
+		h.sequence(r, steps, func() { h.killSuidgid(r, fd, func() { h.statInto(r, fd, out) }) })
+		return
+	}
 	h.sequence(r, steps, func() { h.statInto(r, fd, out) })
 }
 

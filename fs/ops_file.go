@@ -47,6 +47,10 @@ func (h *handlers) Open(r *request, in *fuse.OpenIn, out *fuse.OpenOut) {
 		hd := h.handles.Add(int(fd), n.ID, false)
 		hd.DelayReads = n.TestDelayReads
 		out.Fh = hd.ID
+		if in.Mode&fuse.OPEN_KILL_SUIDGID != 0 && in.Flags&unix.O_TRUNC != 0 {
+			h.killSuidgid(r, hd.Fd, func() { r.reply(fuse.OK) })
+			return
+		}
 		r.reply(fuse.OK)
 	})
 }
@@ -111,15 +115,43 @@ func (h *handlers) Write(r *request, in *fuse.WriteIn, data [][]byte, n *uint32)
 		r.errno(unix.EINVAL)
 		return
 	}
-	var op *aio.Op
-	if len(data) == 1 {
-		op = aio.Pwrite(hd.Fd, data[0], int64(in.Offset))
-	} else {
-		op = aio.Pwritev(hd.Fd, data, int64(in.Offset))
+	write := func() {
+		var op *aio.Op
+		if len(data) == 1 {
+			op = aio.Pwrite(hd.Fd, data[0], int64(in.Offset))
+		} else {
+			op = aio.Pwritev(hd.Fd, data, int64(in.Offset))
+		}
+		h.then(r, op, func(res int64) {
+			*n = uint32(res)
+			r.reply(fuse.OK)
+		})
 	}
-	h.then(r, op, func(res int64) {
-		*n = uint32(res)
-		r.reply(fuse.OK)
+	if in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
+		h.killSuidgid(r, hd.Fd, write)
+		return
+	}
+	write()
+}
+
+// killSuidgid does what the kernel's file_remove_privs would: with
+// FUSE_HANDLE_KILLPRIV_V2 negotiated (which saves a GETXATTR round trip
+// before every WRITE), the daemon clears set-user-ID, and set-group-ID on
+// a group-executable file, when an unprivileged caller writes or
+// truncates. fd may be a file or O_PATH fd. statx → [fchmodat2] → next.
+func (h *handlers) killSuidgid(r *request, fd int, next func()) {
+	st := aio.Statx(fd, "", statFlags)
+	h.then(r, st, func(int64) {
+		mode := uint32(st.Stat.Mode)
+		kill := mode & unix.S_ISUID
+		if mode&(unix.S_ISGID|unix.S_IXGRP) == unix.S_ISGID|unix.S_IXGRP {
+			kill |= unix.S_ISGID
+		}
+		if kill == 0 || mode&unix.S_IFMT != unix.S_IFREG {
+			next()
+			return
+		}
+		h.then(r, aio.Fchmodat(fd, "", mode&07777&^kill, unix.AT_EMPTY_PATH), func(int64) { next() })
 	})
 }
 

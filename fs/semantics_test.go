@@ -29,7 +29,7 @@ func init() {
 //
 //	create PATH MODE | mkdir PATH MODE | mkfifo PATH MODE | symlink TARGET PATH
 //	chmod PATH MODE | chown PATH UID GID | unlink PATH | rename OLD NEW
-//	openw PATH
+//	openw PATH | write PATH | truncate PATH SIZE
 func helperDo(args []string) error {
 	num := func(s string) uint32 {
 		n, err := strconv.ParseInt(s, 0, 64)
@@ -69,6 +69,15 @@ func helperDo(args []string) error {
 				unix.Close(fd)
 			}
 			n = 2
+		case "write":
+			var fd int
+			if fd, err = unix.Open(args[1], unix.O_WRONLY, 0); err == nil {
+				_, err = unix.Write(fd, []byte("x"))
+				unix.Close(fd)
+			}
+			n = 2
+		case "truncate":
+			err = unix.Truncate(args[1], int64(num(args[2])))
 		default:
 			return fmt.Errorf("do: unknown call %q", args[0])
 		}
