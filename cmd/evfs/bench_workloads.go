@@ -511,34 +511,24 @@ func benchSetupBlockIO(root, path string, flags, clients, size int, fill bool) (
 }
 
 func benchSetupRandRead(root string, clients int) (benchClients, error) {
-	const bs = 4096
-	fds, bufs, cleanup, err := benchSetupBlockIO(root, "data/file", unix.O_RDONLY, clients, bs, false)
-	if err != nil {
-		return benchClients{}, err
-	}
-	var bc benchClients
-	for c := range clients {
-		fd, buf := fds[c], bufs[c]
-		rng := rand.New(rand.NewPCG(uint64(c)+1, uint64(time.Now().UnixNano())))
-		bc.ops = append(bc.ops, func() error {
-			off := int64(rng.IntN(benchDataSize/bs)) * bs
-			n, err := benchPread(fd, buf, off)
-			if err != nil {
-				return &benchOpError{op: "pread 4 KiB", off: off, err: err}
-			}
-			if n != bs {
-				return &benchOpError{op: "pread 4 KiB", off: off, err: fmt.Errorf("short read: %d bytes", n)}
-			}
-			return nil
-		})
-	}
-	bc.close = cleanup.run
-	return bc, nil
+	return benchSetupRandIO(root, clients, false)
 }
 
 func benchSetupRandWrite(root string, clients int) (benchClients, error) {
+	return benchSetupRandIO(root, clients, true)
+}
+
+// benchSetupRandIO gives each client an O_DIRECT fd and a 4 KiB buffer
+// for preads (or pwrites) at random aligned offsets.
+func benchSetupRandIO(root string, clients int, write bool) (benchClients, error) {
 	const bs = 4096
-	fds, bufs, cleanup, err := benchSetupBlockIO(root, "write/file", unix.O_WRONLY, clients, bs, true)
+	path, flags, size, what := "data/file", unix.O_RDONLY, benchDataSize, "pread 4 KiB"
+	io := benchPread
+	if write {
+		path, flags, size, what = "write/file", unix.O_WRONLY, benchWriteSize, "pwrite 4 KiB"
+		io = benchPwrite
+	}
+	fds, bufs, cleanup, err := benchSetupBlockIO(root, path, flags, clients, bs, write)
 	if err != nil {
 		return benchClients{}, err
 	}
@@ -547,13 +537,13 @@ func benchSetupRandWrite(root string, clients int) (benchClients, error) {
 		fd, buf := fds[c], bufs[c]
 		rng := rand.New(rand.NewPCG(uint64(c)+1, uint64(time.Now().UnixNano())))
 		bc.ops = append(bc.ops, func() error {
-			off := int64(rng.IntN(benchWriteSize/bs)) * bs
-			n, err := benchPwrite(fd, buf, off)
+			off := int64(rng.IntN(size/bs)) * bs
+			n, err := io(fd, buf, off)
 			if err != nil {
-				return &benchOpError{op: "pwrite 4 KiB", off: off, err: err}
+				return &benchOpError{op: what, off: off, err: err}
 			}
 			if n != bs {
-				return &benchOpError{op: "pwrite 4 KiB", off: off, err: fmt.Errorf("short write: %d bytes", n)}
+				return &benchOpError{op: what, off: off, err: fmt.Errorf("short transfer: %d bytes", n)}
 			}
 			return nil
 		})
