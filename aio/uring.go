@@ -205,18 +205,20 @@ func newUring(cfg Config, disabled ...Kind) (*Uring, error) {
 // arrived while wake ran (a new Read per signal would), and saves a
 // read(2) on the wake path: about 3 µs off a QD1 STATX here.
 // Close ends the RawRead.
+//
+// The first callback wakes too: RawRead starts by resetting the fd's
+// readiness, so a signal for a CQE posted after the ring was set up but
+// before this goroutine first ran would otherwise be lost, leaving the
+// loop asleep with a completion in the CQ. An extra wake costs one loop
+// turn.
 func (u *Uring) wakeLoop() {
 	defer close(u.readerDone)
 	rc, err := u.efile.SyscallConn()
 	if err != nil {
 		return
 	}
-	first := true
 	rc.Read(func(uintptr) bool {
-		if !first {
-			u.wake()
-		}
-		first = false
+		u.wake()
 		return false
 	})
 }

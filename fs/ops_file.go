@@ -65,13 +65,11 @@ func (h *handlers) Create(r *request, in *fuse.CreateIn, name string, out *fuse.
 	flags := h.openFlags(in.Flags) | unix.O_CREAT | unix.O_NOFOLLOW | int(in.Flags)&unix.O_EXCL
 	h.then(r, aio.Openat(parent.Fd, name, flags, in.Mode), func(res int64) {
 		fd := int(res)
-		h.submit(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(fd), unix.O_PATH, 0), func(pathFd int64) {
-			if pathFd < 0 {
-				h.closeFd(fd)
-				r.fail(pathFd)
-				return
-			}
+		// Whichever later step fails, the open file is closed.
+		r.undo = func() { h.closeFd(fd) }
+		h.then(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(fd), unix.O_PATH, 0), func(pathFd int64) {
 			h.newNode(r, int(pathFd), true, in.Mode, &out.EntryOut, func(n *backing.Node) {
+				r.undo = nil // the handle owns fd now
 				hd := h.handles.Add(fd, n.ID, false)
 				hd.DelayReads = n.TestDelayReads
 				out.OpenOut.Fh = hd.ID

@@ -25,6 +25,10 @@ type request struct {
 	interrupted bool
 	progressed  bool // a step of its chain has succeeded
 	replied     bool
+	// undo, if set, runs when the request is answered with an error: it
+	// releases what earlier steps of the chain acquired (CREATE's open
+	// file), whichever later step failed.
+	undo func()
 }
 
 var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
@@ -33,6 +37,7 @@ func newRequest(o op, hdr *fuse.InHeader, stats *opStats) *request {
 	r := requestPool.Get().(*request)
 	r.op, r.hdr, r.stats, r.start = o, hdr, stats, time.Now()
 	r.status, r.opID, r.interrupted, r.progressed, r.replied = fuse.OK, 0, false, false, false
+	r.undo = nil
 	return r
 }
 
@@ -43,6 +48,12 @@ func (r *request) reply(st fuse.Status) {
 	}
 	r.replied = true
 	r.status = st
+	if undo := r.undo; undo != nil {
+		r.undo = nil
+		if st != fuse.OK {
+			undo()
+		}
+	}
 	r.stats.record(r.op, st == fuse.OK, time.Since(r.start))
 	r.done <- struct{}{}
 }
