@@ -62,8 +62,10 @@ func (h *handlers) then(r *request, op *aio.Op, k func(res int64)) {
 // (the runtime preempts goroutines with signals, and each signal during a
 // FUSE request becomes an INTERRUPT); answering those with EINTR would
 // hand EINTR to reads that were about to succeed. Only an op that is
-// actually stuck is cancelled.
-const interruptGrace = 50 * time.Millisecond
+// actually stuck is cancelled: one still in flight after a second (at 50
+// ms, ops queued behind 64 busy clients were cancelled by Go's scheduler
+// signals — the soak test saw EINTR from getxattr).
+const interruptGrace = time.Second
 
 // interrupt handles FUSE INTERRUPT: mark the request, and cancel its op
 // if it is still in flight after interruptGrace. A cancelled op answers
