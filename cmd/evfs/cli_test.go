@@ -235,3 +235,60 @@ func TestBusyMountIsDetachedOnSignal(t *testing.T) {
 		t.Fatal("still mounted")
 	}
 }
+
+// runEvfsAs runs the binary as an unprivileged uid.
+func runEvfsAs(t *testing.T, uid uint32, args ...string) (int, string) {
+	t.Helper()
+	// The test binary's temp dir must be reachable by that uid.
+	os.Chmod(filepath.Dir(evfsBin), 0o755)
+	cmd := exec.Command(evfsBin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), stderr.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, stderr.String()
+}
+
+func TestUnprivilegedAndUnreadable(t *testing.T) {
+	backing, mnt := mkdirs(t)
+	for d := filepath.Dir(backing); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755) // let uid 65534 reach the directories
+	}
+	os.Chmod(backing, 0o700)
+	code, stderr := runEvfsAs(t, 65534, "mount", backing, mnt)
+	if code != 2 || !strings.Contains(stderr, "is not readable") {
+		t.Fatalf("unreadable backing: exit %d, %q", code, stderr)
+	}
+	os.Chmod(backing, 0o755)
+	code, stderr = runEvfsAs(t, 65534, "mount", backing, mnt)
+	if code != 2 || !strings.Contains(stderr, "/dev/fuse") {
+		t.Fatalf("unprivileged mount: exit %d, %q", code, stderr)
+	}
+	if ok, _ := isMountpoint(mnt); ok {
+		t.Fatal("mounted anyway")
+	}
+}
+
+func TestMissingDevFuse(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare(1) not installed")
+	}
+	backing, mnt := mkdirs(t)
+	// A private mount namespace whose /dev has no fuse node.
+	script := `mount -t tmpfs none /dev && exec "$0" mount "$1" "$2"`
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, evfsBin, backing, mnt)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "/dev/fuse is missing") {
+		t.Fatalf("without /dev/fuse: %v, %q", err, stderr.String())
+	}
+}
