@@ -24,6 +24,10 @@ type Node struct {
 	// TestDelayReads is test-only fault injection: reads through this
 	// node's handles are delayed in the backend.
 	TestDelayReads bool
+	// Parent and Name are the last name the kernel looked the node up
+	// by: where to aim an entry invalidation when fds run short.
+	Parent uint64
+	Name   string
 }
 
 // Nodes maps node ids to nodes. Owned by the loop goroutine; never touch
@@ -32,6 +36,7 @@ type Nodes struct {
 	byID  map[uint64]*Node
 	byKey map[Key]*Node
 	next  uint64
+	order []uint64 // node ids in creation order, for Oldest; may hold dead ids
 }
 
 // NewNodes creates the table with the root directory's O_PATH fd.
@@ -61,6 +66,7 @@ func (t *Nodes) Add(fd int, key Key, mode uint32) (n *Node, dupFd bool) {
 	}
 	n = &Node{ID: t.next, Fd: fd, Key: key, Mode: mode, lookups: 1}
 	t.next++
+	t.order = append(t.order, n.ID)
 	t.byID[n.ID] = n
 	t.byKey[key] = n
 	return n, false
@@ -76,6 +82,23 @@ func (t *Nodes) Ref(key Key, mode uint32) *Node {
 		n.Mode = mode
 	}
 	return n
+}
+
+// Oldest returns up to k live nodes (never the root), oldest first: the
+// candidates for eviction when the fd budget runs out.
+func (t *Nodes) Oldest(k int) []*Node {
+	var out []*Node
+	live := t.order[:0]
+	for _, id := range t.order {
+		if n := t.byID[id]; n != nil {
+			live = append(live, id)
+			if len(out) < k {
+				out = append(out, n)
+			}
+		}
+	}
+	t.order = live
+	return out
 }
 
 // Known reports whether the table holds the inode.

@@ -66,8 +66,6 @@ func (b *Bridge) String() string { return "evfs" }
 
 func (b *Bridge) SetDebug(bool) {}
 
-func (b *Bridge) Init(s *fuse.Server) {}
-
 func (b *Bridge) Lookup(c <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
 	return b.call(c, b.req(opLookup, h), func(r *request) { b.h.Lookup(r, name, out) })
 }

@@ -27,7 +27,12 @@ type handlers struct {
 	euid    uint32
 	egid    uint32
 	stats   opStats
-	locks   lockTable // POSIX locks granted through evfs (ops_lock.go)
+
+	server     *fuse.Server // for entry invalidations (evict.go)
+	nodeBudget int          // node fds to hold before asking the kernel to forget
+	evicting   bool         // an invalidation batch is in progress
+	evictions  uint64       // batches started
+	locks      lockTable    // POSIX locks granted through evfs (ops_lock.go)
 }
 
 // submit starts op for r and runs k with its result. The op id is kept on
@@ -148,6 +153,7 @@ func (h *handlers) entryTimeouts(out *fuse.EntryOut) {
 // new fd; only an unknown inode costs openat(O_PATH|O_NOFOLLOW) → statx
 // of that fd → register.
 func (h *handlers) lookupName(r *request, parent *backing.Node, name string, out *fuse.EntryOut, done func(*backing.Node)) {
+	done = h.named(parent.ID, name, done)
 	st := aio.Statx(parent.Fd, name, unix.AT_SYMLINK_NOFOLLOW)
 	h.then(r, st, func(int64) {
 		if n := h.nodes.Ref(backing.KeyOf(&st.Stat), uint32(st.Stat.Mode)&unix.S_IFMT); n != nil {
@@ -226,6 +232,8 @@ func (h *handlers) register(fd int, st *unix.Statx_t, out *fuse.EntryOut, done f
 	n, dup := h.nodes.Add(fd, backing.KeyOf(st), uint32(st.Mode)&unix.S_IFMT)
 	if dup {
 		h.closeFd(fd)
+	} else {
+		h.maybeEvict()
 	}
 	h.fillEntry(n, st, out)
 	done(n)
@@ -265,6 +273,9 @@ type Options struct {
 	// TestDelayRead is test-only fault injection: reads of the backing
 	// file at this path (relative to the backing root) are delayed by
 	// TestDelay inside the backend. Set from EVFS_TEST_DELAY_READ.
+	// MaxNodes is the node-fd budget (0: three quarters of RLIMIT_NOFILE).
+	MaxNodes int
+
 	TestDelayRead string
 	TestDelay     time.Duration
 	testDelayIno  uint64

@@ -87,13 +87,14 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 		return nil, err
 	}
 	h := &handlers{
-		loop:    l,
-		nodes:   backing.NewNodes(rootFd, backing.KeyOf(&st)),
-		handles: backing.NewHandles(),
-		opts:    cfg.Options,
-		log:     cfg.Logger,
-		euid:    uint32(os.Geteuid()),
-		egid:    uint32(os.Getegid()),
+		loop:       l,
+		nodes:      backing.NewNodes(rootFd, backing.KeyOf(&st)),
+		handles:    backing.NewHandles(),
+		opts:       cfg.Options,
+		log:        cfg.Logger,
+		euid:       uint32(os.Geteuid()),
+		nodeBudget: nodeBudgetFor(cfg.MaxNodes),
+		egid:       uint32(os.Getegid()),
 	}
 	bridge := &Bridge{RawFileSystem: fuse.NewDefaultRawFileSystem(), loop: l, h: h, log: cfg.Logger, dbg: cfg.Debug}
 

@@ -162,7 +162,7 @@ func (h *handlers) lookupAll(r *request, dirID uint64, lookups []pendingLookup) 
 	left := len(lookups)
 	for _, l := range lookups {
 		known := h.nodes.Known(backing.Key{Dev: dir.Key.Dev, Ino: l.ino})
-		h.lookupQuiet(dir.Fd, l.name, known, l.out, func() {
+		h.lookupQuiet(dir, l.name, known, l.out, func() {
 			left--
 			if left == 0 {
 				r.reply(fuse.OK)
@@ -174,7 +174,9 @@ func (h *handlers) lookupAll(r *request, dirID uint64, lookups []pendingLookup) 
 // lookupQuiet is the LOOKUP chain without a request of its own (its
 // failures leave out untouched). For a probably known inode it is one
 // statx(dir, name); otherwise openat O_PATH → statx of the fd → register.
-func (h *handlers) lookupQuiet(dirFd int, name string, known bool, out *fuse.EntryOut, done func()) {
+func (h *handlers) lookupQuiet(dir *backing.Node, name string, known bool, out *fuse.EntryOut, done func()) {
+	dirFd := dir.Fd
+	named := h.named(dir.ID, name, func(*backing.Node) { done() })
 	if known {
 		st := aio.Statx(dirFd, name, unix.AT_SYMLINK_NOFOLLOW)
 		h.loop.Submit(st, func(res int64) {
@@ -184,10 +186,10 @@ func (h *handlers) lookupQuiet(dirFd int, name string, known bool, out *fuse.Ent
 			}
 			if n := h.nodes.Ref(backing.KeyOf(&st.Stat), uint32(st.Stat.Mode)&unix.S_IFMT); n != nil {
 				h.fillEntry(n, &st.Stat, out)
-				done()
+				named(n)
 				return
 			}
-			h.lookupQuiet(dirFd, name, false, out, done) // replaced meanwhile
+			h.lookupQuiet(dir, name, false, out, done) // replaced meanwhile
 		})
 		return
 	}
@@ -204,7 +206,7 @@ func (h *handlers) lookupQuiet(dirFd int, name string, known bool, out *fuse.Ent
 				done()
 				return
 			}
-			h.register(fd, &st.Stat, out, func(*backing.Node) { done() })
+			h.register(fd, &st.Stat, out, named)
 		})
 	})
 }
