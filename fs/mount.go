@@ -86,17 +86,8 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 		unix.Close(rootFd)
 		return nil, err
 	}
-	h := &handlers{
-		loop:       l,
-		nodes:      backing.NewNodes(rootFd, backing.KeyOf(&st)),
-		handles:    backing.NewHandles(),
-		opts:       cfg.Options,
-		log:        cfg.Logger,
-		euid:       uint32(os.Geteuid()),
-		nodeBudget: nodeBudgetFor(cfg.MaxNodes),
-		egid:       uint32(os.Getegid()),
-	}
-	bridge := &Bridge{RawFileSystem: fuse.NewDefaultRawFileSystem(), loop: l, h: h, log: cfg.Logger, dbg: cfg.Debug}
+	bridge := newBridge(l, rootFd, &st, cfg.Options)
+	h := bridge.h
 
 	m := &Mount{Loop: l, h: h, Mountpoint: mountpoint, loopDone: make(chan error, 1), served: make(chan struct{})}
 	go func() { m.loopDone <- l.Run() }()
@@ -116,6 +107,22 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	return m, nil
+}
+
+// newBridge builds the handlers (owning the tables, rooted at rootFd)
+// and the bridge in front of them, for loop l.
+func newBridge(l *loop.Loop, rootFd int, root *unix.Statx_t, opts Options) *Bridge {
+	h := &handlers{
+		loop:       l,
+		nodes:      backing.NewNodes(rootFd, backing.KeyOf(root)),
+		handles:    backing.NewHandles(),
+		opts:       opts,
+		log:        opts.Logger,
+		euid:       uint32(os.Geteuid()),
+		egid:       uint32(os.Getegid()),
+		nodeBudget: nodeBudgetFor(opts.MaxNodes),
+	}
+	return &Bridge{RawFileSystem: fuse.NewDefaultRawFileSystem(), loop: l, h: h, log: opts.Logger, dbg: opts.Debug}
 }
 
 func mountOptions(backingDir string, cfg *Config) *fuse.MountOptions {

@@ -94,16 +94,8 @@ func startBridge(backend, dir string, faults ...loop.Fault) (*bridgeHarness, err
 		unix.Close(rootFd)
 		return nil, err
 	}
-	h := &handlers{
-		loop:    l,
-		nodes:   backing.NewNodes(rootFd, backing.KeyOf(&st)),
-		handles: backing.NewHandles(),
-		opts:    Options{Logger: logger},
-		log:     logger,
-		euid:    uint32(os.Geteuid()),
-		egid:    uint32(os.Getegid()),
-	}
-	b := &Bridge{RawFileSystem: fuse.NewDefaultRawFileSystem(), loop: l, h: h, log: logger}
+	b := newBridge(l, rootFd, &st, Options{Logger: logger})
+	h := b.h
 	hb := &bridgeHarness{b: b, l: l, h: h, rootFd: rootFd, dir: dir, logs: logs, done: make(chan error, 1), backend: backend}
 	go func() { hb.done <- l.Run() }()
 	return hb, nil
