@@ -241,10 +241,12 @@ func (c benchCleanup) run() {
 	}
 }
 
-func benchSetupStat(root string, clients int) (benchClients, error) {
+// benchStatSet opens the stat data set's directory and prepares its
+// file names (also as C strings for the raw syscalls).
+func benchStatSet(root string) (int, []string, []*byte, error) {
 	dirfd, err := benchOpenDir(root, "stat")
 	if err != nil {
-		return benchClients{}, err
+		return -1, nil, nil, err
 	}
 	names := make([]string, benchStatFiles)
 	for i := range names {
@@ -253,6 +255,14 @@ func benchSetupStat(root string, clients int) (benchClients, error) {
 	cnames, err := benchCStrings(names)
 	if err != nil {
 		unix.Close(dirfd)
+		return -1, nil, nil, err
+	}
+	return dirfd, names, cnames, nil
+}
+
+func benchSetupStat(root string, clients int) (benchClients, error) {
+	dirfd, names, cnames, err := benchStatSet(root)
+	if err != nil {
 		return benchClients{}, err
 	}
 	var bc benchClients
@@ -275,17 +285,8 @@ func benchSetupStat(root string, clients int) (benchClients, error) {
 }
 
 func benchSetupOpenClose(root string, clients int) (benchClients, error) {
-	dirfd, err := benchOpenDir(root, "stat")
+	dirfd, names, cnames, err := benchStatSet(root)
 	if err != nil {
-		return benchClients{}, err
-	}
-	names := make([]string, benchStatFiles)
-	for i := range names {
-		names[i] = benchStatName(i)
-	}
-	cnames, err := benchCStrings(names)
-	if err != nil {
-		unix.Close(dirfd)
 		return benchClients{}, err
 	}
 	var bc benchClients
