@@ -147,33 +147,66 @@ func (h *handlers) entryTimeouts(out *fuse.EntryOut) {
 	out.SetAttrTimeout(h.opts.AttrTimeout)
 }
 
-// lookupName is the LOOKUP chain, shared by every handler that resolves
-// a name: statx(parent, name) first, because most lookups are of inodes
-// the kernel already knows (entry timeouts of 0, hard links) and need no
-// new fd; only an unknown inode costs openat(O_PATH|O_NOFOLLOW) → statx
-// of that fd → register.
+// lookupName is the LOOKUP chain for a request: resolve, with the ops
+// tied to r (so an INTERRUPT can cancel them) and failures answering r.
 func (h *handlers) lookupName(r *request, parent *backing.Node, name string, out *fuse.EntryOut, done func(*backing.Node)) {
+	run := func(op *aio.Op, k func(int64)) { h.submit(r, op, k) }
+	h.resolve(run, parent, name, true, out, done, r.fail)
+}
+
+// resolve maps parent/name to a node and fills out. Most lookups are of
+// inodes the kernel already knows (entry timeouts of 0, hard links), so
+// with tryKnown it starts with statx(parent, name): a known inode needs
+// no new fd. An unknown one costs openat(O_PATH|O_NOFOLLOW) → statx of
+// that fd (race-free identity) → register. run submits one op; fail
+// receives a negative result, after any fd opened on the way is closed.
+// Shared by LOOKUP/LINK (lookupName) and READDIRPLUS (lookupQuiet).
+func (h *handlers) resolve(run func(*aio.Op, func(int64)), parent *backing.Node, name string, tryKnown bool,
+	out *fuse.EntryOut, done func(*backing.Node), fail func(int64)) {
 	done = h.named(parent.ID, name, done)
+	open := func() {
+		run(aio.Openat(parent.Fd, name, unix.O_PATH|unix.O_NOFOLLOW, 0), func(res int64) {
+			if res < 0 {
+				fail(res)
+				return
+			}
+			fd := int(res)
+			st := aio.Statx(fd, "", statFlags)
+			run(st, func(res int64) {
+				if res < 0 {
+					h.closeFd(fd)
+					fail(res)
+					return
+				}
+				h.register(fd, &st.Stat, out, done)
+			})
+		})
+	}
+	if !tryKnown {
+		open()
+		return
+	}
 	st := aio.Statx(parent.Fd, name, unix.AT_SYMLINK_NOFOLLOW)
-	h.then(r, st, func(int64) {
+	run(st, func(res int64) {
+		if res < 0 {
+			fail(res)
+			return
+		}
 		if n := h.nodes.Ref(backing.KeyOf(&st.Stat), uint32(st.Stat.Mode)&unix.S_IFMT); n != nil {
 			h.fillEntry(n, &st.Stat, out)
 			done(n)
 			return
 		}
-		h.then(r, aio.Openat(parent.Fd, name, unix.O_PATH|unix.O_NOFOLLOW, 0), func(fd int64) {
-			h.newNode(r, int(fd), false, 0, out, done)
-		})
+		open() // unknown, or replaced since the statx
 	})
 }
 
-// newNode registers the inode open at fd (O_PATH) and fills out:
-// statx → [chown to the caller → restore set-id bits → statx] →
-// register. created says a handler just made the inode, so it must
-// belong to the requesting uid/gid rather than to the daemon; mode is
-// the mode it was created with.
-func (h *handlers) newNode(r *request, fd int, created bool, mode uint32, out *fuse.EntryOut, done func(*backing.Node)) {
-	st := aio.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
+// newNode registers an inode a handler just created, open at fd
+// (O_PATH), and fills out: statx → [chown to the caller → restore set-id
+// bits → statx] → register. The inode must belong to the requesting
+// uid/gid rather than to the daemon; mode is what it was created with.
+func (h *handlers) newNode(r *request, fd int, mode uint32, out *fuse.EntryOut, done func(*backing.Node)) {
+	st := aio.Statx(fd, "", statFlags)
 	h.submit(r, st, func(res int64) {
 		if res < 0 {
 			h.closeFd(fd)
@@ -181,7 +214,7 @@ func (h *handlers) newNode(r *request, fd int, created bool, mode uint32, out *f
 			return
 		}
 		uid, gid := r.caller()
-		if !created || (uid == h.euid && gid == h.egid) {
+		if uid == h.euid && gid == h.egid {
 			h.register(fd, &st.Stat, out, done)
 			return
 		}

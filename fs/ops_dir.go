@@ -171,42 +171,11 @@ func (h *handlers) lookupAll(r *request, dirID uint64, lookups []pendingLookup) 
 	}
 }
 
-// lookupQuiet is the LOOKUP chain without a request of its own (its
-// failures leave out untouched). For a probably known inode it is one
-// statx(dir, name); otherwise openat O_PATH → statx of the fd → register.
+// lookupQuiet is resolve for one READDIRPLUS entry, which has no request
+// of its own: a failure just leaves out untouched (node id 0, so the
+// kernel lists the name without caching attributes). known says the
+// inode is probably in the table (its d_ino is).
 func (h *handlers) lookupQuiet(dir *backing.Node, name string, known bool, out *fuse.EntryOut, done func()) {
-	dirFd := dir.Fd
-	named := h.named(dir.ID, name, func(*backing.Node) { done() })
-	if known {
-		st := aio.Statx(dirFd, name, unix.AT_SYMLINK_NOFOLLOW)
-		h.loop.Submit(st, func(res int64) {
-			if res < 0 {
-				done()
-				return
-			}
-			if n := h.nodes.Ref(backing.KeyOf(&st.Stat), uint32(st.Stat.Mode)&unix.S_IFMT); n != nil {
-				h.fillEntry(n, &st.Stat, out)
-				named(n)
-				return
-			}
-			h.lookupQuiet(dir, name, false, out, done) // replaced meanwhile
-		})
-		return
-	}
-	h.loop.Submit(aio.Openat(dirFd, name, unix.O_PATH|unix.O_NOFOLLOW, 0), func(res int64) {
-		if res < 0 {
-			done()
-			return
-		}
-		fd := int(res)
-		st := aio.Statx(fd, "", statFlags)
-		h.loop.Submit(st, func(res int64) {
-			if res < 0 {
-				h.closeFd(fd)
-				done()
-				return
-			}
-			h.register(fd, &st.Stat, out, named)
-		})
-	})
+	run := func(op *aio.Op, k func(int64)) { h.loop.Submit(op, k) }
+	h.resolve(run, dir, name, known, out, func(*backing.Node) { done() }, func(int64) { done() })
 }
