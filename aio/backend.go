@@ -62,6 +62,11 @@ type Config struct {
 	// eventfd. Otherwise a goroutine watches the ring's eventfd and calls
 	// Wake.
 	WaitInRing bool
+	// NotifyFd, if > 0, is an eventfd the loop polls itself: the uring
+	// backend registers it with the ring (the kernel signals it when
+	// CQEs are posted) instead of running a goroutine that turns its own
+	// eventfd into Wake calls. The other backends use Wake.
+	NotifyFd int
 }
 
 // Waiter is implemented by a backend that can be the loop's one wait

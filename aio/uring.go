@@ -176,6 +176,16 @@ func newUring(cfg Config, disabled ...Kind) (*Uring, error) {
 		return u, nil
 	}
 
+	if cfg.NotifyFd > 0 {
+		// The loop polls this eventfd itself: no wake goroutine.
+		if err := ring.RegisterEventfd(cfg.NotifyFd); err != nil {
+			ring.Close()
+			return nil, err
+		}
+		u.pool = NewPool(cfg.Workers, wake)
+		close(u.readerDone)
+		return u, nil
+	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		ring.Close()

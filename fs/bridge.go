@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"evfs/loop"
 )
@@ -21,6 +22,13 @@ type Bridge struct {
 	h    *handlers
 	log  *slog.Logger
 	dbg  bool
+}
+
+// newBridge builds the handlers (rooted at rootFd) and the bridge in
+// front of them, for loop l.
+func newBridge(l *loop.Loop, rootFd int, root *unix.Statx_t, opts Options) *Bridge {
+	h := newHandlers(l, rootFd, root, opts)
+	return &Bridge{RawFileSystem: fuse.NewDefaultRawFileSystem(), loop: l, h: h, log: opts.Logger, dbg: opts.Debug}
 }
 
 // call posts fn as the loop event for r and waits for its reply. If the

@@ -42,7 +42,7 @@ func (h *handlers) named(parent uint64, name string, done func(*backing.Node)) f
 // the kernel may wait on a directory lock held by a request the loop has
 // yet to answer.
 func (h *handlers) maybeEvict() {
-	if h.server == nil || h.evicting || h.nodes.Len() <= h.nodeBudget {
+	if h.notify == nil || h.evicting || h.nodes.Len() <= h.nodeBudget {
 		return
 	}
 	victims := h.nodes.Oldest(max(h.nodeBudget/8, 1))
@@ -61,10 +61,10 @@ func (h *handlers) maybeEvict() {
 	}
 	h.evicting = true
 	h.evictions++
-	srv := h.server
+	notify := h.notify
 	go func() {
 		for _, e := range entries {
-			srv.EntryNotify(e.parent, e.name)
+			notify(e.parent, e.name)
 		}
 		h.loop.Post("evicted", func() { h.evicting = false })
 	}()
@@ -73,6 +73,9 @@ func (h *handlers) maybeEvict() {
 // Init is go-fuse's hand-over of the server, before the first request.
 func (b *Bridge) Init(s *fuse.Server) {
 	done := make(chan struct{})
-	b.loop.Post("INIT", func() { b.h.server = s; close(done) })
+	b.loop.Post("INIT", func() {
+		b.h.notify = func(parent uint64, name string) { s.EntryNotify(parent, name) }
+		close(done)
+	})
 	<-done
 }

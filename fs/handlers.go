@@ -28,11 +28,13 @@ type handlers struct {
 	egid    uint32
 	stats   opStats
 
-	server     *fuse.Server // for entry invalidations (evict.go)
-	nodeBudget int          // node fds to hold before asking the kernel to forget
-	evicting   bool         // an invalidation batch is in progress
-	evictions  uint64       // batches started
-	locks      lockTable    // POSIX locks granted through evfs (ops_lock.go)
+	// notify asks the kernel to forget a name (evict.go); set by the
+	// transport once the connection is up. Safe from any goroutine.
+	notify     func(parent uint64, name string)
+	nodeBudget int       // node fds to hold before asking the kernel to forget
+	evicting   bool      // an invalidation batch is in progress
+	evictions  uint64    // batches started
+	locks      lockTable // POSIX locks granted through evfs (ops_lock.go)
 }
 
 // submit starts op for r and runs k with its result. The op id is kept on

@@ -32,7 +32,17 @@ type Config struct {
 	StallThreshold time.Duration
 	// Faults is test-only fault injection (loop.Fault; EVFS_TEST_FAULTS).
 	Faults []loop.Fault
+	// Transport is how FUSE requests reach the loop: "loop" (the
+	// default: the loop reads /dev/fuse itself, session.go) or "gofuse"
+	// (go-fuse's server and reader goroutines, each request handed to
+	// the loop through Bridge).
+	Transport string
+	// LockThread pins the loop to its OS thread ("loop" transport).
+	LockThread bool
 }
+
+// Transports are the values of Config.Transport.
+var Transports = []string{"loop", "gofuse"}
 
 // Defaults for Config's kernel-facing fields.
 const (
@@ -44,7 +54,8 @@ const (
 
 // Mount is a served mount point.
 type Mount struct {
-	Server     *fuse.Server
+	Server     *fuse.Server // "gofuse" transport only
+	sess       *session     // "loop" transport only
 	Loop       *loop.Loop
 	Mountpoint string
 	h          *handlers
@@ -83,8 +94,15 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 		}
 	}
 
-	l, err := loop.New(loop.Config{Backend: cfg.Backend, Workers: cfg.Workers, Logger: cfg.Logger,
-		Debug: cfg.Debug, OnSignal: cfg.OnSignal, StallThreshold: cfg.StallThreshold, Faults: cfg.Faults})
+	switch cfg.Transport {
+	case "", "loop":
+		return mountLoop(backingDir, mountpoint, rootFd, &st, &cfg)
+	case "gofuse":
+	default:
+		unix.Close(rootFd)
+		return nil, fmt.Errorf("unknown transport %q (want loop or gofuse)", cfg.Transport)
+	}
+	l, err := loop.New(loopConfig(&cfg, false))
 	if err != nil {
 		unix.Close(rootFd)
 		return nil, err
@@ -112,10 +130,69 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	return m, nil
 }
 
-// newBridge builds the handlers (owning the tables, rooted at rootFd)
-// and the bridge in front of them, for loop l.
-func newBridge(l *loop.Loop, rootFd int, root *unix.Statx_t, opts Options) *Bridge {
-	h := &handlers{
+// mountLoop mounts with the "loop" transport: the loop polls /dev/fuse
+// itself. It returns once the kernel's INIT has been answered.
+func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cfg *Config) (*Mount, error) {
+	fd, err := openDevice()
+	if err != nil {
+		unix.Close(rootFd)
+		return nil, err
+	}
+	l, err := loop.New(loopConfig(cfg, true))
+	if err != nil {
+		unix.Close(fd)
+		unix.Close(rootFd)
+		return nil, err
+	}
+	h := newHandlers(l, rootFd, root, cfg.Options)
+	s := newSession(fd, h, l, cfg)
+	h.notify = s.notifyEntry
+	l.Watch(fd, "fuse", s.drain)
+	m := &Mount{Loop: l, h: h, sess: s, Mountpoint: mountpoint, loopDone: make(chan error, 1), served: s.ended}
+	// Mount before the loop runs: until mount(2) succeeds, reading the
+	// device fails (EPERM) and would end the session.
+	if err := mountDevice(fd, backingDir, mountpoint, cfg); err != nil {
+		l.Unwatch(fd)
+		unix.Close(fd)
+		h.closeAll() // the loop has not started: this goroutine owns it still
+		l.Stop()
+		l.Run() // runs the closes, then returns and closes the backend
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	go func() { m.loopDone <- l.Run() }()
+
+	fail := func(err error) (*Mount, error) {
+		// A lazy unmount ends the connection: the loop's next read fails
+		// with ENODEV, the session closes its fds, and the loop stops.
+		unix.Unmount(mountpoint, unix.MNT_DETACH)
+		m.Wait()
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	select {
+	case <-s.inited:
+	case <-time.After(30 * time.Second):
+		return fail(errors.New("the kernel sent no FUSE_INIT within 30s"))
+	}
+	select {
+	case <-s.ended:
+		return fail(errors.New("FUSE_INIT failed"))
+	default:
+	}
+	return m, nil
+}
+
+// loopConfig is the loop's configuration for a mount; poll is set for the
+// "loop" transport.
+func loopConfig(cfg *Config, poll bool) loop.Config {
+	return loop.Config{Backend: cfg.Backend, Workers: cfg.Workers, Logger: cfg.Logger,
+		Debug: cfg.Debug, OnSignal: cfg.OnSignal, StallThreshold: cfg.StallThreshold, Faults: cfg.Faults,
+		Poll: poll, LockThread: poll && cfg.LockThread}
+}
+
+// newHandlers builds the handlers (owning the tables, rooted at rootFd)
+// for loop l.
+func newHandlers(l *loop.Loop, rootFd int, root *unix.Statx_t, opts Options) *handlers {
+	return &handlers{
 		loop:       l,
 		nodes:      backing.NewNodes(rootFd, backing.KeyOf(root)),
 		handles:    backing.NewHandles(),
@@ -125,7 +202,6 @@ func newBridge(l *loop.Loop, rootFd int, root *unix.Statx_t, opts Options) *Brid
 		egid:       uint32(os.Getegid()),
 		nodeBudget: nodeBudgetFor(opts.MaxNodes),
 	}
-	return &Bridge{RawFileSystem: fuse.NewDefaultRawFileSystem(), loop: l, h: h, log: opts.Logger, dbg: opts.Debug}
 }
 
 func mountOptions(backingDir string, cfg *Config) *fuse.MountOptions {
@@ -161,9 +237,7 @@ func mountOptions(backingDir string, cfg *Config) *fuse.MountOptions {
 // Wait blocks until the file system is unmounted and the loop has
 // finished every operation in flight.
 func (m *Mount) Wait() error {
-	if m.Server != nil {
-		<-m.served
-	}
+	<-m.served
 	m.Loop.Stop()
 	return <-m.loopDone
 }
@@ -174,8 +248,11 @@ func (m *Mount) Served() <-chan struct{} { return m.served }
 
 // Unmount asks the kernel to unmount; Wait then returns.
 func (m *Mount) Unmount() error {
-	if m.Server == nil {
-		return errors.New("not mounted")
+	if m.Server != nil {
+		return m.Server.Unmount()
 	}
-	return m.Server.Unmount()
+	if err := unix.Unmount(m.Mountpoint, 0); err != nil {
+		return fmt.Errorf("unmount %s: %w", m.Mountpoint, err)
+	}
+	return nil
 }

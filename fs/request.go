@@ -29,7 +29,28 @@ type request struct {
 	// releases what earlier steps of the chain acquired (CREATE's open
 	// file), whichever later step failed.
 	undo func()
+
+	// Requests read by evfs's own transport (session.go) are answered by
+	// writing to /dev/fuse instead of waking a go-fuse goroutine: sess is
+	// set, buf is the input buffer the request was read into (owned until
+	// the reply: names, WRITE data and READ's destination live in it),
+	// out holds the opcode's reply struct (outSize bytes of it are sent on
+	// success) and payload the variable part (READ data, dirents, …).
+	sess    *session
+	buf     []byte
+	out     outStruct
+	outSize int
+	payload []byte
+	// What handlers report besides the status, for payloadOf.
+	count      int                // READ: bytes read
+	dirList    *fuse.DirEntryList // READDIR(PLUS): the entries
+	xattrN     uint32             // GETXATTR/LISTXATTR: value size
+	xattrProbe bool               // GETXATTR/LISTXATTR with size 0
 }
+
+// outStruct is room for the largest reply struct (CreateOut, 144 bytes),
+// 8-byte aligned so go-fuse's structs can be laid over it.
+type outStruct [24]uint64
 
 var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
 
@@ -55,6 +76,10 @@ func (r *request) reply(st fuse.Status) {
 		}
 	}
 	r.stats.record(r.op, st == fuse.OK, time.Since(r.start))
+	if r.sess != nil {
+		r.sess.send(r)
+		return
+	}
 	r.done <- struct{}{}
 }
 

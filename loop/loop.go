@@ -35,6 +35,15 @@ type Config struct {
 	WaitInRing bool
 	// RingAll: see aio.Config.RingAll.
 	RingAll bool
+	// Poll makes the loop's one wait point poll(2) on an eventfd (its
+	// wakeups and the io_uring backend's completion signal) and on every
+	// file descriptor given to Watch (poller.go). Without it the loop
+	// sleeps on a channel and has no watched descriptors.
+	Poll bool
+	// LockThread pins the loop goroutine to its OS thread (Poll only).
+	// io_uring runs the completion work of punted ops on the thread that
+	// submitted them; a loop that stays on that thread is the one woken.
+	LockThread bool
 	// Faults is test-only fault injection (see Fault).
 	Faults []Fault
 	// StallThreshold: a single event or continuation holding the loop
@@ -62,6 +71,9 @@ type Loop struct {
 	onSignal func(os.Signal)
 	stall    time.Duration
 	ringWait bool
+	poller   *pollWaiter // Config.Poll
+	sources  []*source   // watched descriptors (poller.go)
+	lockOS   bool
 	faults   map[aio.Kind]*Fault // test-only; nil in production
 }
 
@@ -84,14 +96,27 @@ func New(cfg Config) (*Loop, error) {
 	// The queue's waiter depends on the backend, which needs the queue's
 	// wake: the waiter is filled in below, before Run lets anyone sleep.
 	q := newQueue(nil)
-	b, err := aio.New(aio.Config{Kind: cfg.Backend, Workers: cfg.Workers, Wake: q.signal,
-		RingAll: cfg.RingAll, WaitInRing: cfg.WaitInRing},
-		func(msg string) { l.log.Warn(msg) })
+	acfg := aio.Config{Kind: cfg.Backend, Workers: cfg.Workers, Wake: q.signal,
+		RingAll: cfg.RingAll, WaitInRing: cfg.WaitInRing && !cfg.Poll}
+	if cfg.Poll {
+		pw, err := newPollWaiter(&l.sources)
+		if err != nil {
+			return nil, err
+		}
+		l.poller, l.lockOS = pw, cfg.LockThread
+		acfg.NotifyFd = pw.efd
+	}
+	b, err := aio.New(acfg, func(msg string) { l.log.Warn(msg) })
 	if err != nil {
+		if l.poller != nil {
+			l.poller.close()
+		}
 		return nil, err
 	}
 	q.waiter = make(chanWaiter, 1)
-	if rw, ok := aio.AsWaiter(b); ok {
+	if l.poller != nil {
+		q.waiter = l.poller
+	} else if rw, ok := aio.AsWaiter(b); ok {
 		q.waiter, l.ringWait = rw, true
 	}
 	l.q, l.backend = q, b
@@ -144,11 +169,14 @@ func (l *Loop) InFlight() int { return l.ops.inUse }
 // Run serves events until Stop was called and nothing is in flight, then
 // closes the backend.
 func (l *Loop) Run() error {
-	if l.ringWait {
+	if l.ringWait || l.lockOS {
 		// io_uring runs completion work on the thread that submitted;
 		// a loop that wandered to another thread would wait for it.
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
+	}
+	if l.poller != nil {
+		defer l.poller.close()
 	}
 	if l.onSignal != nil {
 		sigs := make(chan os.Signal, 1)
@@ -203,6 +231,7 @@ func (l *Loop) Run() error {
 func (l *Loop) turn() bool {
 	did := false
 	for {
+		srcs := len(l.sources) > 0 && l.drainSources()
 		evs := l.q.swap(l.spare)
 		for i := range evs {
 			l.timed(evs[i].Name, evs[i].Run)
@@ -216,7 +245,7 @@ func (l *Loop) turn() bool {
 		for _, c := range l.comps {
 			l.complete(c)
 		}
-		if len(evs) == 0 && len(l.comps) == 0 {
+		if !srcs && len(evs) == 0 && len(l.comps) == 0 {
 			return did
 		}
 		did = true

@@ -24,10 +24,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func benchTargetNames() []string {
+// benchTargetNames lists the targets; with defaults, only the ones
+// measured when --targets is not given.
+func benchTargetNames(defaults bool) []string {
 	var n []string
 	for _, t := range benchTargetList {
-		n = append(n, t.Name)
+		if !defaults || !t.Optional {
+			n = append(n, t.Name)
+		}
 	}
 	return n
 }
@@ -47,7 +51,7 @@ func benchCommand() *cli.Command {
 	}
 	var tl strings.Builder
 	for _, t := range benchTargetList {
-		fmt.Fprintf(&tl, "  %-13s %s\n", t.Name, t.Desc)
+		fmt.Fprintf(&tl, "  %-17s %s\n", t.Name, t.Desc)
 	}
 	return &cli.Command{
 		Name:  "bench",
@@ -62,7 +66,7 @@ func benchCommand() *cli.Command {
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error { return usageError{err.Error()} },
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "backing", Value: os.TempDir(), Usage: "`DIR` under which a fresh work directory (data set copies, mountpoints, daemon logs) is made and removed afterwards; its file system is the backing file system measured (/dev/shm for tmpfs)"},
-			&cli.StringFlag{Name: "targets", Value: strings.Join(benchTargetNames(), ","), Usage: "comma-separated `LIST` of targets to measure: " + strings.Join(benchTargetNames(), ", ")},
+			&cli.StringFlag{Name: "targets", Value: strings.Join(benchTargetNames(true), ","), Usage: "comma-separated `LIST` of targets to measure: " + strings.Join(benchTargetNames(false), ", ")},
 			&cli.StringFlag{Name: "workloads", Value: "all", Usage: "comma-separated `LIST` of workloads, or all: " + strings.Join(benchWorkloadNames(), ", ")},
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "`N` rounds; each runs every workload on every target, and the report shows medians over rounds"},
 			&cli.DurationFlag{Name: "duration", Value: 2 * time.Second, Usage: "measured time of one workload on one target in one round"},
@@ -121,7 +125,7 @@ func benchParseFlags(c *cli.Context) (benchOptions, error) {
 	if c.NArg() != 0 {
 		return o, usagef("bench takes no arguments (got %q); see evfs bench --help", c.Args().Slice())
 	}
-	tn, err := benchParseList("target", c.String("targets"), benchTargetNames(), false)
+	tn, err := benchParseList("target", c.String("targets"), benchTargetNames(false), false)
 	if err != nil {
 		return o, err
 	}
@@ -139,7 +143,7 @@ func benchParseFlags(c *cli.Context) (benchOptions, error) {
 	}
 	o.baseline = c.String("baseline")
 	if _, ok := benchTargetByName(o.baseline); !ok {
-		return o, usagef("unknown --baseline target %q (known: %s)", o.baseline, strings.Join(benchTargetNames(), ", "))
+		return o, usagef("unknown --baseline target %q (known: %s)", o.baseline, strings.Join(benchTargetNames(false), ", "))
 	}
 	o.rounds = c.Int("rounds")
 	if o.rounds < 1 {

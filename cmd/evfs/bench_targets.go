@@ -33,7 +33,9 @@ type benchTargetInfo struct {
 	Kind        string // "native", "loopback" or "evfs"
 	Backend     string // evfs: the --backend
 	Passthrough bool   // loopback: kernel FUSE passthrough allowed
+	Extra       []string // evfs: more mount flags
 	Desc        string
+	Optional    bool // not in the default --targets
 }
 
 // benchTargetList is every target, in the default order.
@@ -44,6 +46,12 @@ var benchTargetList = []benchTargetInfo{
 	{Name: "evfs-uring", Kind: "evfs", Backend: "uring", Desc: "evfs mount --backend uring"},
 	{Name: "evfs-pool", Kind: "evfs", Backend: "pool", Desc: "evfs mount --backend pool"},
 	{Name: "evfs-sync", Kind: "evfs", Backend: "sync", Desc: "evfs mount --backend sync"},
+	{Name: "evfs-uring-gofuse", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=gofuse"}, Optional: true,
+		Desc: "evfs mount --backend uring --transport gofuse (go-fuse's reader goroutines hand requests to the loop)"},
+	{Name: "evfs-pool-gofuse", Kind: "evfs", Backend: "pool", Extra: []string{"--transport=gofuse"}, Optional: true,
+		Desc: "evfs mount --backend pool --transport gofuse"},
+	{Name: "evfs-uring-locked", Kind: "evfs", Backend: "uring", Extra: []string{"--lock-thread"}, Optional: true,
+		Desc: "evfs mount --backend uring --lock-thread (loop pinned to its OS thread)"},
 }
 
 func benchTargetByName(name string) (benchTargetInfo, bool) {
@@ -136,6 +144,7 @@ func (t *benchTarget) childArgs(k benchKernel, workers int) []string {
 	case "evfs":
 		a := []string{"mount", "--backend=" + t.Backend, "--workers=" + strconv.Itoa(workers),
 			"--cache-dir=" + strconv.FormatBool(k.DirCache)}
+		a = append(a, t.Extra...)
 		a = append(a, common...)
 		return append(a, t.dataDir, t.mnt)
 	case "loopback":

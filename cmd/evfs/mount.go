@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +28,8 @@ func mountCommand() *cli.Command {
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error { return usageError{err.Error()} },
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "asynchronous I/O backend: auto (uring if the kernel allows, else pool), uring, pool, or sync (runs syscalls on the loop; for comparison only)"},
+			&cli.StringFlag{Name: "transport", Value: "loop", Usage: "how FUSE requests reach the loop: loop (the loop polls /dev/fuse itself; no goroutine handoff) or gofuse (go-fuse's server goroutines hand each request to the loop)"},
+			&cli.BoolFlag{Name: "lock-thread", Usage: "pin the loop goroutine to one OS thread (loop transport; measured in docs/BENCHMARKS.md)"},
 			&cli.IntFlag{Name: "workers", Value: 16, Usage: "worker goroutines of the pool backend (and of uring's fallback pool)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount; always implies default_permissions (kernel permission checks)"},
 			&cli.BoolFlag{Name: "read-only", Usage: "mount read-only"},
@@ -76,6 +79,9 @@ func mountAction(c *cli.Context) error {
 	if c.Int("workers") < 1 {
 		return usagef("--workers must be at least 1")
 	}
+	if t := c.String("transport"); !slices.Contains(fs.Transports, t) {
+		return usagef("unknown --transport %q (want loop or gofuse)", t)
+	}
 	if err := checkFuse(); err != nil {
 		return err
 	}
@@ -104,6 +110,8 @@ func mountAction(c *cli.Context) error {
 		MaxWrite:      c.Int("max-write"),
 		MaxBackground: c.Int("max-background"),
 		ReadDirPlus:   c.Bool("readdirplus"),
+		Transport:     c.String("transport"),
+		LockThread:    c.Bool("lock-thread"),
 	}
 	cfg.StallThreshold = obs.loopStall()
 	if err := testHooks(&cfg); err != nil {

@@ -1,0 +1,277 @@
+package fs
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"evfs/loop"
+)
+
+// session is evfs's own FUSE transport: the loop itself reads requests
+// from /dev/fuse (non-blocking, watched by the loop's poll), runs their
+// handlers, and writes each reply to /dev/fuse from the continuation that
+// completes the request. No goroutine stands between the kernel and the
+// handlers, so a request costs no goroutine handoff at all: the kernel
+// wakes the loop thread, and the loop answers. (The go-fuse transport,
+// Bridge, parks a go-fuse reader goroutine per request instead.)
+//
+// Owned by the loop goroutine; never touch from elsewhere — except fdMu
+// and fdGone, with which notifyEntry (on the eviction goroutine) makes
+// sure it never writes to the fd number after it was closed.
+type session struct {
+	fd     int
+	fdMu   sync.RWMutex
+	fdGone bool
+
+	h    *handlers
+	loop *loop.Loop
+	log  *slog.Logger
+	dbg  bool
+	cfg  *Config
+
+	bufSize  int
+	free     [][]byte            // input buffers not in use
+	reqs     []*request          // requests not in use
+	inflight map[uint64]*request // by unique: INTERRUPT finds its target here
+	hdr      fuse.OutHeader      // reply header scratch
+	iov      [3]unix.Iovec       // reply scratch
+
+	negotiated uint64        // INIT flags agreed with the kernel
+	inited     chan struct{} // closed once INIT is answered
+	ended      chan struct{} // closed when the connection is gone and every fd closed
+	closed     bool
+}
+
+// Input buffer layout. Every request is read at inOff, so that a WRITE's
+// data (after the 40-byte InHeader and 40-byte WriteIn) starts on a page
+// boundary: backing files opened O_DIRECT need aligned buffers. READ's
+// destination is the page after that; other replies with a payload
+// (dirents, xattrs) use the page after that one, clear of their inputs.
+const (
+	pageSize     = 4096
+	writeHdrSize = int(unsafe.Sizeof(fuse.WriteIn{}))
+	inOff        = pageSize - writeHdrSize
+	readOff      = pageSize
+	payloadOff   = 2 * pageSize
+	// readBatch bounds the requests read in one drain, so completions
+	// and replies interleave with a flood of new requests.
+	readBatch = 32
+)
+
+func newSession(fd int, h *handlers, l *loop.Loop, cfg *Config) *session {
+	return &session{
+		fd: fd, h: h, loop: l, log: cfg.Logger, dbg: cfg.Debug, cfg: cfg,
+		// The kernel refuses reads into buffers smaller than
+		// max_write + headers; READ replies up to max_write go at readOff.
+		bufSize:  (cfg.MaxWrite + 3*pageSize + pageSize - 1) &^ (pageSize - 1),
+		inflight: make(map[uint64]*request),
+		inited:   make(chan struct{}),
+		ended:    make(chan struct{}),
+	}
+}
+
+// getBuf returns a page-aligned input buffer. Buffers are mmapped: off the
+// Go heap (never scanned, never moved), and their pages are committed only
+// as far as requests actually fill them.
+func (s *session) getBuf() []byte {
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free = s.free[:n-1]
+		return b
+	}
+	b, err := unix.Mmap(-1, 0, s.bufSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func (s *session) putBuf(b []byte) {
+	if b != nil {
+		s.free = append(s.free, b)
+	}
+}
+
+// drain reads and dispatches the requests waiting on /dev/fuse, at most
+// readBatch of them; true if it stopped with more possibly waiting.
+func (s *session) drain() bool {
+	for i := 0; i < readBatch; i++ {
+		if s.closed {
+			return false
+		}
+		buf := s.getBuf()
+		if buf == nil {
+			s.log.Error("cannot allocate a request buffer; retrying", "size", s.bufSize)
+			s.loop.AfterFunc(10*time.Millisecond, "fuse retry", func() {})
+			return false
+		}
+		n, err := unix.Read(s.fd, buf[inOff:])
+		switch err {
+		case nil:
+			s.dispatch(buf, buf[inOff:inOff+n])
+		case unix.EAGAIN:
+			s.putBuf(buf)
+			return false
+		case unix.EINTR, unix.ENOENT: // ENOENT: interrupted before we read it
+			s.putBuf(buf)
+		default: // ENODEV: unmounted or aborted
+			s.putBuf(buf)
+			s.end(err)
+			return false
+		}
+	}
+	return true
+}
+
+// newRequest takes a request from the free list for the input in buf.
+func (s *session) newRequest(o op, buf []byte, hdr *fuse.InHeader) *request {
+	var r *request
+	if n := len(s.reqs); n > 0 {
+		r = s.reqs[n-1]
+		s.reqs = s.reqs[:n-1]
+	} else {
+		r = &request{}
+	}
+	*r = request{op: o, hdr: hdr, start: time.Now(), stats: &s.h.stats, status: fuse.OK,
+		sess: s, buf: buf}
+	s.inflight[hdr.Unique] = r
+	if s.dbg {
+		s.log.Debug("rx", "op", o.String(), "node", hdr.NodeId, "unique", hdr.Unique)
+	}
+	return r
+}
+
+// send writes r's reply to /dev/fuse and recycles r. Called by
+// request.reply, exactly once per request.
+func (s *session) send(r *request) {
+	st := s.payloadOf(r)
+	s.hdr = fuse.OutHeader{Unique: r.hdr.Unique, Status: -int32(st)}
+	iov := s.iov[:1]
+	iov[0] = unix.Iovec{Base: (*byte)(unsafe.Pointer(&s.hdr))}
+	iov[0].SetLen(int(unsafe.Sizeof(s.hdr)))
+	n := int(unsafe.Sizeof(s.hdr))
+	if st == fuse.OK {
+		if r.outSize > 0 {
+			v := unix.Iovec{Base: (*byte)(unsafe.Pointer(&r.out[0]))}
+			v.SetLen(r.outSize)
+			iov = append(iov, v)
+			n += r.outSize
+		}
+		if len(r.payload) > 0 {
+			v := unix.Iovec{Base: &r.payload[0]}
+			v.SetLen(len(r.payload))
+			iov = append(iov, v)
+			n += len(r.payload)
+		}
+	}
+	s.hdr.Length = uint32(n)
+	s.writeReply(iov)
+	if s.dbg {
+		s.log.Debug("tx", "op", r.op.String(), "unique", r.hdr.Unique, "status", st.String(), "took", time.Since(r.start))
+	}
+	s.finish(r)
+}
+
+// writeReply writes one reply message. A reply to a request the kernel
+// no longer waits for (interrupted, connection aborted) fails with
+// ENOENT or ENODEV: nothing to do.
+func (s *session) writeReply(iov []unix.Iovec) {
+	if s.closed {
+		return
+	}
+	for {
+		_, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(s.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		switch e {
+		case 0, unix.ENOENT, unix.ENODEV:
+			return
+		case unix.EINTR:
+			continue
+		}
+		s.log.Warn("writing a FUSE reply failed", "errno", e.Error())
+		return
+	}
+}
+
+// finish releases what the request held. An interrupted request is not
+// reused: an INTERRUPT timer may still look at it.
+func (s *session) finish(r *request) {
+	delete(s.inflight, r.hdr.Unique)
+	s.putBuf(r.buf)
+	if !r.interrupted {
+		*r = request{}
+		s.reqs = append(s.reqs, r)
+	}
+}
+
+// replyNow answers a request that reached no handler (bad input, an
+// opcode evfs does not serve).
+func (s *session) replyNow(o op, buf []byte, hdr *fuse.InHeader, st fuse.Status) {
+	r := s.newRequest(o, buf, hdr)
+	r.replied = true
+	r.status = st
+	s.send(r)
+}
+
+// interrupt handles FUSE_INTERRUPT. A request already answered needs
+// nothing; the kernel expects no reply to the INTERRUPT itself.
+func (s *session) interrupt(unique uint64) {
+	if r := s.inflight[unique]; r != nil {
+		s.h.interrupt(r)
+	}
+}
+
+// end runs once the connection is gone: stop watching the device, close
+// it, and close every backing fd the tables hold (go-fuse's OnUnmount).
+func (s *session) end(err error) {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if err != unix.ENODEV {
+		s.log.Warn("reading /dev/fuse failed; ending the session", "err", err)
+	}
+	s.loop.Unwatch(s.fd)
+	// Closed off the loop: a notification writer may hold the lock.
+	go func() {
+		s.fdMu.Lock()
+		s.fdGone = true
+		unix.Close(s.fd)
+		s.fdMu.Unlock()
+	}()
+	for _, b := range s.free {
+		unix.Munmap(b)
+	}
+	s.free = nil
+	s.h.closeAll()
+	select {
+	case <-s.inited:
+	default:
+		close(s.inited) // mounted, never initialised: NewMount sees ended
+	}
+	close(s.ended)
+}
+
+// notifyEntry asks the kernel to forget the name (FUSE_NOTIFY_INVAL_ENTRY).
+// Safe from any goroutine; never call it from the loop: the kernel may
+// wait for a directory lock held by a request the loop has yet to answer.
+func (s *session) notifyEntry(parent uint64, name string) {
+	type msg struct {
+		hdr fuse.OutHeader
+		out fuse.NotifyInvalEntryOut
+	}
+	m := msg{out: fuse.NotifyInvalEntryOut{Parent: parent, NameLen: uint32(len(name))}}
+	b := make([]byte, int(unsafe.Sizeof(m))+len(name)+1)
+	m.hdr = fuse.OutHeader{Length: uint32(len(b)), Status: notifyInvalEntry}
+	copy(b, unsafe.Slice((*byte)(unsafe.Pointer(&m)), unsafe.Sizeof(m)))
+	copy(b[unsafe.Sizeof(m):], name)
+	s.fdMu.RLock()
+	defer s.fdMu.RUnlock()
+	if !s.fdGone {
+		unix.Write(s.fd, b)
+	}
+}
