@@ -147,18 +147,18 @@ func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cf
 	h := newHandlers(l, rootFd, root, cfg.Options)
 	s := newSession(fd, h, l, cfg)
 	h.notify = s.notifyEntry
-	l.Watch(fd, "fuse", s.drain)
 	m := &Mount{Loop: l, h: h, sess: s, Mountpoint: mountpoint, loopDone: make(chan error, 1), served: s.ended}
-	// Mount before the loop runs: until mount(2) succeeds, reading the
-	// device fails (EPERM) and would end the session.
+	// Mount before the loop watches the device: until mount(2) succeeds,
+	// reading it fails (EPERM) and would end the session, and polling it
+	// says "error" without registering for later readiness.
 	if err := mountDevice(fd, backingDir, mountpoint, cfg); err != nil {
-		l.Unwatch(fd)
 		unix.Close(fd)
 		h.closeAll() // the loop has not started: this goroutine owns it still
 		l.Stop()
 		l.Run() // runs the closes, then returns and closes the backend
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
+	l.Watch(fd, "fuse", s.drain)
 	go func() { m.loopDone <- l.Run() }()
 
 	fail := func(err error) (*Mount, error) {

@@ -205,6 +205,10 @@ func (l *Loop) Run() error {
 			l.stats.Busy += time.Since(start)
 			break
 		}
+		if l.yieldBeforeSleep() {
+			l.stats.Busy += time.Since(start)
+			continue
+		}
 		// Announce the sleep, then look once more: a post or completion
 		// that raced with the announcement is either seen here or wakes
 		// the sleep below.
@@ -222,6 +226,42 @@ func (l *Loop) Run() error {
 		l.stats.Waiting += time.Since(start.Add(busy))
 	}
 	return l.backend.Close()
+}
+
+// yieldSpins is how many times the loop yields its thread, with operations
+// in flight, before it sleeps.
+const yieldSpins = 3
+
+var yieldFor = func() time.Duration {
+	d, _ := time.ParseDuration(os.Getenv("EVFS_YIELD"))
+	return d
+}()
+
+// yieldBeforeSleep gives the goroutines the loop just woke (pool workers)
+// its thread before it sleeps, and reports whether a turn then found work.
+// Go queues a woken goroutine on the waker's P; a loop that went straight
+// into epoll_wait would keep that P until sysmon took it back (tens of
+// microseconds or more), and the worker would wait that long to start.
+// Yielding runs the worker at once on this thread; at low load its
+// completion is then reaped with nobody sleeping. Poll waiter only: a
+// loop sleeping on a channel leaves its P anyway.
+func (l *Loop) yieldBeforeSleep() bool {
+	if l.poller == nil {
+		return false
+	}
+	var t0 time.Time
+	for i := 0; l.ops.inUse > 0; i++ {
+		runtime.Gosched()
+		if l.turn() {
+			return true
+		}
+		if i == yieldSpins {
+			t0 = time.Now()
+		} else if i > yieldSpins && time.Since(t0) > yieldFor {
+			return false
+		}
+	}
+	return false
 }
 
 // turn is one getEvents → processEvent pass, repeated until a pass finds

@@ -8,7 +8,7 @@ import (
 )
 
 // The poll waiter makes the loop a classic select/poll loop: its one wait
-// point is poll(2) on an eventfd (wakeups from other goroutines, and the
+// point is epoll on an eventfd (wakeups from other goroutines, and the
 // io_uring backend's completion signal) plus every file descriptor the
 // loop watches (the FUSE device, when the fs package owns the transport).
 // A request from the kernel then wakes the loop thread directly: no
@@ -22,11 +22,19 @@ type source struct {
 	drain func() bool // reads what is there; true if more may be waiting
 }
 
-// pollWaiter sleeps in poll(2). fds[0] is the wake eventfd; fds[i+1] is
-// the loop's sources[i]. Sleep is loop-only; Wake is safe anywhere.
+// pollWaiter is the loop's wait point: an epoll instance holding the
+// wake eventfd and every source (level-triggered), waited on with a
+// plain blocking epoll_wait. Not through Go's netpoller: a process that
+// serves FUSE and also uses its own mount (the tests do) would deadlock
+// there — registering a file of the mount with the netpoller sends the
+// daemon a FUSE_POLL while holding the netpoller's epoll lock, and a loop
+// parked in that netpoller could never wake to answer it.
+//
+// Sleep is loop-only; Wake is safe from any goroutine.
 type pollWaiter struct {
 	efd     int
-	fds     []unix.PollFd
+	epfd    int
+	events  []unix.EpollEvent
 	sources *[]*source
 }
 
@@ -35,29 +43,40 @@ func newPollWaiter(sources *[]*source) (*pollWaiter, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("eventfd", err)
 	}
-	return &pollWaiter{efd: efd, sources: sources}, nil
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		unix.Close(efd)
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	p := &pollWaiter{efd: efd, epfd: epfd, sources: sources, events: make([]unix.EpollEvent, 8)}
+	if err := p.add(efd, -1); err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// add registers fd, tagged with its index in sources (-1: the eventfd).
+func (p *pollWaiter) add(fd, idx int) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(idx)}
+	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev))
 }
 
 // Sleep waits until the eventfd or a source is readable and marks the
 // readable sources ready.
 func (p *pollWaiter) Sleep() {
 	srcs := *p.sources
-	p.fds = append(p.fds[:0], unix.PollFd{Fd: int32(p.efd), Events: unix.POLLIN})
-	for _, s := range srcs {
-		p.fds = append(p.fds, unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN})
+	n, err := unix.EpollWait(p.epfd, p.events, -1)
+	if err != nil {
+		return // EINTR: the loop turns and sleeps again
 	}
-	for {
-		if _, err := unix.Poll(p.fds, -1); err != unix.EINTR {
-			break
-		}
-	}
-	if p.fds[0].Revents != 0 {
-		var buf [8]byte
-		unix.Read(p.efd, buf[:]) // reset the counter; EAGAIN is fine
-	}
-	for i, s := range srcs {
-		if p.fds[i+1].Revents != 0 {
-			s.ready = true
+	for _, ev := range p.events[:n] {
+		switch i := int(ev.Fd); {
+		case i < 0:
+			var buf [8]byte
+			unix.Read(p.efd, buf[:]) // reset the counter
+		case i < len(srcs):
+			srcs[i].ready = true
 		}
 	}
 }
@@ -68,7 +87,10 @@ func (p *pollWaiter) Wake() {
 	unix.Write(p.efd, (*[8]byte)(unsafe.Pointer(&one))[:])
 }
 
-func (p *pollWaiter) close() { unix.Close(p.efd) }
+func (p *pollWaiter) close() {
+	unix.Close(p.epfd)
+	unix.Close(p.efd)
+}
 
 // Watch makes the loop poll fd and run drain on the loop whenever fd is
 // readable; drain returns true if it stopped early and should run again
@@ -79,13 +101,22 @@ func (l *Loop) Watch(fd int, name string, drain func() (more bool)) {
 	}
 	// Ready at first: whatever arrived before the watch is not lost.
 	l.sources = append(l.sources, &source{fd: fd, name: name, ready: true, drain: drain})
+	if err := l.poller.add(fd, len(l.sources)-1); err != nil {
+		panic("loop: watching fd: " + err.Error())
+	}
 }
 
 // Unwatch stops watching fd; the caller closes it afterwards. Loop-only.
 func (l *Loop) Unwatch(fd int) {
 	for i, s := range l.sources {
 		if s.fd == fd {
+			unix.EpollCtl(l.poller.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 			l.sources = append(l.sources[:i:i], l.sources[i+1:]...)
+			// Later sources moved down: their epoll tags must follow.
+			for j := i; j < len(l.sources); j++ {
+				ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(j)}
+				unix.EpollCtl(l.poller.epfd, unix.EPOLL_CTL_MOD, l.sources[j].fd, &ev)
+			}
 			return
 		}
 	}

@@ -30,9 +30,9 @@ import (
 // benchTargetInfo describes one target name.
 type benchTargetInfo struct {
 	Name        string
-	Kind        string // "native", "loopback" or "evfs"
-	Backend     string // evfs: the --backend
-	Passthrough bool   // loopback: kernel FUSE passthrough allowed
+	Kind        string   // "native", "loopback" or "evfs"
+	Backend     string   // evfs: the --backend
+	Passthrough bool     // loopback: kernel FUSE passthrough allowed
 	Extra       []string // evfs: more mount flags
 	Desc        string
 	Optional    bool // not in the default --targets
