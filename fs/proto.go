@@ -89,3 +89,35 @@ func cstring(b []byte) (s string, rest []byte, ok bool) {
 	}
 	return "", nil, false
 }
+
+// fuseOpName names an opcode for logs and the stall detector.
+func fuseOpName(opcode uint32) string {
+	switch opcode {
+	case fuseInit:
+		return "INIT"
+	case fuseDestroy:
+		return "DESTROY"
+	case fuseInterrupt:
+		return "INTERRUPT"
+	case fuseForget, fuseBatchForget:
+		return "FORGET"
+	}
+	if o, ok := opOfOpcode[opcode]; ok {
+		return o.String()
+	}
+	return "FUSE"
+}
+
+// opOfOpcode maps the opcodes with statistics to their op.
+var opOfOpcode = map[uint32]op{
+	fuseLookup: opLookup, fuseGetAttr: opGetAttr, fuseSetAttr: opSetAttr, fuseReadlink: opReadlink,
+	fuseSymlink: opSymlink, fuseMknod: opMknod, fuseMkdir: opMkdir, fuseUnlink: opUnlink,
+	fuseRmdir: opRmdir, fuseRename: opRename, fuseRename2: opRename, fuseLink: opLink,
+	fuseOpen: opOpen, fuseRead: opRead, fuseWrite: opWrite, fuseStatFs: opStatFs,
+	fuseRelease: opRelease, fuseFsync: opFsync, fuseSetXAttr: opSetXAttr, fuseGetXAttr: opGetXAttr,
+	fuseListXAttr: opListXAttr, fuseRemoveXAttr: opRemoveXAttr, fuseFlush: opFlush,
+	fuseOpenDir: opOpenDir, fuseReadDir: opReadDir, fuseReleaseDir: opReleaseDir,
+	fuseFsyncDir: opFsyncDir, fuseGetLk: opGetLk, fuseSetLk: opSetLk, fuseSetLkw: opSetLkw,
+	fuseAccess: opAccess, fuseCreate: opCreate, fuseFallocate: opFallocate,
+	fuseReadDirPlus: opReadDirPlus, fuseLseek: opLseek, fuseCopyFileRange: opCopyFileRange,
+}

@@ -141,7 +141,7 @@ func (s *session) newRequest(o op, buf []byte, hdr *fuse.InHeader) *request {
 		sess: s, buf: buf}
 	s.inflight[hdr.Unique] = r
 	if s.dbg {
-		s.log.Debug("rx", "op", o.String(), "node", hdr.NodeId, "unique", hdr.Unique)
+		s.log.Debug("rx", "op", fuseOpName(hdr.Opcode), "node", hdr.NodeId, "unique", hdr.Unique)
 	}
 	return r
 }
@@ -172,7 +172,7 @@ func (s *session) send(r *request) {
 	s.hdr.Length = uint32(n)
 	s.writeReply(iov)
 	if s.dbg {
-		s.log.Debug("tx", "op", r.op.String(), "unique", r.hdr.Unique, "status", st.String(), "took", time.Since(r.start))
+		s.log.Debug("tx", "op", fuseOpName(r.hdr.Opcode), "unique", r.hdr.Unique, "status", st.String(), "took", time.Since(r.start))
 	}
 	s.finish(r)
 }
@@ -208,8 +208,9 @@ func (s *session) finish(r *request) {
 	}
 }
 
-// replyNow answers a request that reached no handler (bad input, an
-// opcode evfs does not serve).
+// replyNow answers a request that reached no handler (INIT, DESTROY, bad
+// input, an opcode evfs does not serve). It is not counted in the per-op
+// statistics (o only fills the request).
 func (s *session) replyNow(o op, buf []byte, hdr *fuse.InHeader, st fuse.Status) {
 	r := s.newRequest(o, buf, hdr)
 	r.replied = true

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"time"
 	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -16,9 +17,11 @@ func (s *session) dispatch(buf, in []byte) {
 		s.putBuf(buf)
 		return
 	}
+	t0 := time.Now()
 	if !s.serve(buf, in, hdr) {
 		s.replyNow(opStatFs, buf, hdr, fuse.EIO)
 	}
+	s.loop.Track(fuseOpName(hdr.Opcode), t0)
 }
 
 // serve runs the handler for hdr's opcode; false if the input is

@@ -312,6 +312,12 @@ func (l *Loop) complete(c aio.Completion) {
 func (l *Loop) timed(name string, fn func()) {
 	t0 := time.Now()
 	fn()
+	l.Track(name, t0)
+}
+
+// Track is timed for work the caller measured itself: name ran from t0
+// until now. Loop-only.
+func (l *Loop) Track(name string, t0 time.Time) {
 	d := time.Since(t0)
 	if d > l.stats.Longest {
 		l.stats.Longest, l.stats.LongestName = d, name

@@ -94,7 +94,8 @@ func (p *pollWaiter) close() {
 
 // Watch makes the loop poll fd and run drain on the loop whenever fd is
 // readable; drain returns true if it stopped early and should run again
-// without waiting. Requires Config.Poll. Loop-only (or before Run).
+// without waiting. drain reports its own work to the stall detector
+// (Track): it knows what each piece of it was. Requires Config.Poll. Loop-only (or before Run).
 func (l *Loop) Watch(fd int, name string, drain func() (more bool)) {
 	if l.poller == nil {
 		panic("loop: Watch needs Config.Poll")
@@ -132,9 +133,7 @@ func (l *Loop) drainSources() bool {
 			continue
 		}
 		did = true
-		var more bool
-		l.timed(s.name, func() { more = s.drain() })
-		s.ready = more
+		s.ready = s.drain()
 	}
 	return did
 }
