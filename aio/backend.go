@@ -67,6 +67,10 @@ type Config struct {
 	// CQEs are posted) instead of running a goroutine that turns its own
 	// eventfd into Wake calls. The other backends use Wake.
 	NotifyFd int
+	// NoNowait turns off the non-blocking first attempt at reads
+	// (nowait.go): every op then goes to the pool or the ring. For tests
+	// of those paths, and for measuring what the attempt saves.
+	NoNowait bool
 }
 
 // Waiter is implemented by a backend that can be the loop's one wait
@@ -96,7 +100,9 @@ func New(cfg Config, notice func(string)) (Backend, error) {
 	}
 	switch cfg.Kind {
 	case "pool":
-		return NewPool(cfg.Workers, cfg.Wake), nil
+		p := NewPool(cfg.Workers, cfg.Wake)
+		p.nowait.off = cfg.NoNowait
+		return p, nil
 	case "sync":
 		return NewSync(cfg.Wake), nil
 	case "uring":
@@ -116,7 +122,9 @@ func New(cfg Config, notice func(string)) (Backend, error) {
 			}
 			notice(fmt.Sprintf("io_uring unavailable (%v); using the pool backend", err))
 		}
-		return NewPool(cfg.Workers, cfg.Wake), nil
+		p := NewPool(cfg.Workers, cfg.Wake)
+		p.nowait.off = cfg.NoNowait
+		return p, nil
 	}
 	return nil, fmt.Errorf("%w %q (want auto, uring, pool or sync)", ErrUnknownBackend, cfg.Kind)
 }

@@ -139,6 +139,9 @@ type Op struct {
 	// and the iovec array, kept alive here until completion.
 	pathz, path2z []byte
 	iovecs        []unix.Iovec
+	// onPool: the uring backend sent this op to its pool (Cancel looks
+	// for it there).
+	onPool bool
 }
 
 // Canceled reports whether Cancel was requested for this op.

@@ -14,9 +14,12 @@ import (
 type Pool struct {
 	wake func()
 
-	// batch is filled by Submit and handed over by Flush. Loop-owned.
-	batch []job
-	stats Stats
+	// Loop-owned: batch is filled by Submit and handed over by Flush;
+	// inline holds reads that nowait completed in Submit.
+	batch  []job
+	inline []Completion
+	nowait nowait
+	stats  Stats
 
 	mu      sync.Mutex // guards queue, done, closed: shared with workers
 	cond    *sync.Cond
@@ -47,10 +50,16 @@ func NewPool(n int, wake func()) *Pool {
 
 func (p *Pool) Name() string { return "pool" }
 
-// Submit queues op; it runs after the next Flush. Loop-only.
+// Submit queues op; it runs after the next Flush, unless it is a read
+// the kernel can serve at once without blocking (nowait.go). Loop-only.
 func (p *Pool) Submit(id uint64, op *Op) {
-	p.batch = append(p.batch, job{id, op})
 	p.stats.Submitted++
+	p.nowait.forget(op)
+	if res, ok := p.nowait.try(op); ok {
+		p.inline = append(p.inline, Completion{id, res})
+		return
+	}
+	p.batch = append(p.batch, job{id, op})
 }
 
 // Flush hands the turn's batch to the workers under one lock. Loop-only.
@@ -73,6 +82,10 @@ func (p *Pool) Flush() {
 
 // Reap moves finished completions to dst. Loop-only.
 func (p *Pool) Reap(dst []Completion) []Completion {
+	if len(p.inline) > 0 {
+		dst = append(dst, p.inline...)
+		p.inline = p.inline[:0]
+	}
 	p.mu.Lock()
 	dst = append(dst, p.done...)
 	p.done = p.done[:0]

@@ -76,8 +76,9 @@ type Uring struct {
 
 	// Loop-owned state.
 	backlog      []uringPending // waiting for an SQE or for CQ budget
-	done         []Completion   // finished without the kernel (cancelled in backlog)
-	inflight     uint32         // op SQEs queued or in the kernel, CQE not reaped
+	done         []Completion   // finished without the ring (nowait reads, cancels in backlog)
+	nowait       nowait
+	inflight     uint32 // op SQEs queued or in the kernel, CQE not reaped
 	poolInflight int
 	stats        Stats
 	closed       bool
@@ -148,7 +149,7 @@ func newUring(cfg Config, disabled ...Kind) (*Uring, error) {
 		return nil, fmt.Errorf("io_uring probe lacks required ops: %s", strings.Join(missing, ", "))
 	}
 
-	u := &Uring{ring: ring, wake: wake, readerDone: make(chan struct{})}
+	u := &Uring{ring: ring, wake: wake, readerDone: make(chan struct{}), nowait: nowait{off: cfg.NoNowait}}
 	for k := range u.onRing {
 		if op := kindOpcode[k]; op >= 0 {
 			if !probe.Supported(uint8(op)) {
@@ -243,14 +244,19 @@ func (u *Uring) Unsupported() []Kind { return u.unsupported }
 // fault-injected).
 func (u *Uring) OnRing(k Kind) bool { return k < numKinds && u.onRing[k] }
 
-// useRing decides where op runs. It depends only on the op's fields and
-// id, so Cancel recomputes it instead of remembering.
+// useRing decides where op runs; Submit records it in op.onPool.
 func (u *Uring) useRing(id uint64, op *Op) bool {
 	if op.Kind >= numKinds || !u.onRing[op.Kind] || op.Delay != 0 || op.Fail != 0 || id == cancelUserData {
 		return false
 	}
 	switch op.Kind {
 	case OpRead, OpWrite:
+		if u.nowait.blocksOn(op.Fd) {
+			// The file system has no non-blocking I/O: io_uring would
+			// hand the op to an io-wq thread, which costs more than
+			// the pool (nowait.go).
+			return false
+		}
 		// Negative offsets mean "file position" to io_uring but EINVAL
 		// to pread; len is 32 bits in the SQE.
 		return op.Off >= 0 && len(op.Buf) <= math.MaxInt32
@@ -275,7 +281,13 @@ func cstrOK(s string) bool { return strings.IndexByte(s, 0) < 0 }
 // Submit prepares op's SQE (or queues it on the pool). Loop-only.
 func (u *Uring) Submit(id uint64, op *Op) {
 	u.stats.Submitted++
-	if !u.useRing(id, op) {
+	u.nowait.forget(op)
+	if res, ok := u.nowait.try(op); ok {
+		u.done = append(u.done, Completion{ID: id, Res: res})
+		return
+	}
+	op.onPool = !u.useRing(id, op)
+	if op.onPool {
 		u.stats.Fallbacks++
 		u.poolInflight++
 		u.pool.Submit(id, op)
@@ -485,7 +497,7 @@ func (u *Uring) Reap(dst []Completion) []Completion {
 // pool op is left to the pool. Loop-only.
 func (u *Uring) Cancel(id uint64, op *Op) {
 	op.canceled.Store(true)
-	if !u.useRing(id, op) {
+	if op.onPool {
 		u.pool.Cancel(id, op)
 		return
 	}
