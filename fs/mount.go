@@ -178,6 +178,12 @@ func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cf
 		return fail(errors.New("FUSE_INIT failed"))
 	default:
 	}
+	if err := probePoll(mountpoint); err != nil {
+		return fail(err)
+	}
+	done := make(chan struct{})
+	l.Post("poll probe done", func() { s.probing = false; close(done) })
+	<-done
 	return m, nil
 }
 

@@ -1,6 +1,10 @@
 package fs
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
 
 // FUSE kernel ABI numbers (include/uapi/linux/fuse.h) that go-fuse keeps
 // unexported. The structs themselves are go-fuse's exported types.
@@ -40,6 +44,7 @@ const (
 	fuseCreate        = 35
 	fuseInterrupt     = 36
 	fuseDestroy       = 38
+	fusePoll          = 40
 	fuseBatchForget   = 42
 	fuseFallocate     = 43
 	fuseReadDirPlus   = 44
@@ -57,6 +62,8 @@ const (
 	// struct layouts it uses.
 	fuseOurMinor = 28
 )
+
+const unsafeSizeofInHeader = unsafe.Sizeof(fuse.InHeader{})
 
 // Input structs that go-fuse does not export (ForgetIn is exported).
 type batchForgetIn struct {
@@ -101,6 +108,8 @@ func fuseOpName(opcode uint32) string {
 		return "INTERRUPT"
 	case fuseForget, fuseBatchForget:
 		return "FORGET"
+	case fusePoll:
+		return "POLL"
 	}
 	if o, ok := opOfOpcode[opcode]; ok {
 		return o.String()

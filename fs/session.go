@@ -45,6 +45,7 @@ type session struct {
 	inited     chan struct{} // closed once INIT is answered
 	ended      chan struct{} // closed when the connection is gone and every fd closed
 	closed     bool
+	probing    bool // the poll probe file exists (pollprobe.go)
 }
 
 // Input buffer layout. Every request is read at inOff, so that a WRITE's
@@ -70,6 +71,7 @@ func newSession(fd int, h *handlers, l *loop.Loop, cfg *Config) *session {
 		// max_write + headers; READ replies up to max_write go at readOff.
 		bufSize:  (cfg.MaxWrite + 3*pageSize + pageSize - 1) &^ (pageSize - 1),
 		inflight: make(map[uint64]*request),
+		probing:  true,
 		inited:   make(chan struct{}),
 		ended:    make(chan struct{}),
 	}
@@ -201,6 +203,13 @@ func (s *session) writeReply(iov []unix.Iovec) {
 // reused: an INTERRUPT timer may still look at it.
 func (s *session) finish(r *request) {
 	delete(s.inflight, r.hdr.Unique)
+	if s.closed {
+		unix.Munmap(r.buf)
+		if len(s.inflight) == 0 {
+			s.release()
+		}
+		return
+	}
 	s.putBuf(r.buf)
 	if !r.interrupted {
 		*r = request{}
@@ -248,12 +257,20 @@ func (s *session) end(err error) {
 		unix.Munmap(b)
 	}
 	s.free = nil
-	s.h.closeAll()
 	select {
 	case <-s.inited:
 	default:
 		close(s.inited) // mounted, never initialised: NewMount sees ended
 	}
+	if len(s.inflight) == 0 {
+		s.release()
+	} // else the last request to finish does it
+}
+
+// release closes every backing fd the tables hold, once no request is in
+// flight (an op in flight may still use its fd), and announces the end.
+func (s *session) release() {
+	s.h.closeAll()
 	close(s.ended)
 }
 

@@ -28,6 +28,9 @@ func (s *session) dispatch(buf, in []byte) {
 // malformed (too short, a name without its NUL).
 func (s *session) serve(buf, in []byte, hdr *fuse.InHeader) bool {
 	h := s.h
+	if s.serveProbe(buf, in, hdr) {
+		return true
+	}
 	switch hdr.Opcode {
 	case fuseInit:
 		return s.init(buf, in, hdr)

@@ -1,0 +1,85 @@
+package fs
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// The poll probe. The first time a process registers a file of a FUSE
+// mount with epoll, the kernel asks the daemon (FUSE_POLL) whether the
+// file is pollable, and waits for the answer holding the epoll instance's
+// lock. Go registers every file it opens with its netpoller, from inside
+// the runtime, without giving up its P (Go's processor): if the process
+// serving the mount opens one of its own files (the tests do), that
+// thread sits in the kernel holding a P the garbage collector waits for,
+// the loop cannot get a P to answer, and everything stops. Once told
+// ENOSYS, the kernel never asks again. So right after INIT, evfs polls a
+// file of its own mount itself, while nothing else can: a probe file that
+// exists only during mount (go-fuse's "poll hack" does the same).
+
+const (
+	pollProbeName = ".evfs-poll-probe"
+	pollProbeNode = 1<<63 - 1 // never a node id of the table
+)
+
+// probePoll makes the kernel learn that evfs does not serve FUSE_POLL.
+// It runs on NewMount's goroutine, after INIT, with the loop serving.
+func probePoll(mountpoint string) error {
+	fd, err := unix.Open(filepath.Join(mountpoint, pollProbeName), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("poll probe: %w", err)
+	}
+	defer unix.Close(fd)
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("poll probe: %w", err)
+	}
+	defer unix.Close(ep)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	// FUSE_POLL → ENOSYS; the kernel then reports regular-file readiness.
+	// Either outcome of epoll_ctl is fine.
+	unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev)
+	return nil
+}
+
+// serveProbe answers the requests for the probe file while the session
+// is probing; false if hdr is not about it.
+func (s *session) serveProbe(buf, in []byte, hdr *fuse.InHeader) bool {
+	isLookup := hdr.Opcode == fuseLookup && hdr.NodeId == fuse.FUSE_ROOT_ID
+	if isLookup {
+		name, _, _ := cstring(in[unsafeSizeofInHeader:])
+		isLookup = name == pollProbeName && s.probing
+	}
+	if !isLookup && hdr.NodeId != pollProbeNode {
+		return false
+	}
+	attr := fuse.Attr{Ino: pollProbeNode, Mode: unix.S_IFREG | 0o444, Nlink: 1}
+	switch hdr.Opcode {
+	case fuseForget, fuseBatchForget, fuseInterrupt:
+		s.putBuf(buf) // no reply
+		return true
+	case fuseLookup:
+		r := s.newRequest(opLookup, buf, hdr)
+		*outOf[fuse.EntryOut](r) = fuse.EntryOut{NodeId: pollProbeNode, Attr: attr}
+		r.replied = true
+		s.send(r)
+	case fuseGetAttr:
+		r := s.newRequest(opGetAttr, buf, hdr)
+		*outOf[fuse.AttrOut](r) = fuse.AttrOut{Attr: attr}
+		r.replied = true
+		s.send(r)
+	case fuseOpen:
+		r := s.newRequest(opOpen, buf, hdr)
+		outOf[fuse.OpenOut](r)
+		r.replied = true
+		s.send(r)
+	case fuseFlush, fuseRelease:
+		s.replyNow(opFlush, buf, hdr, fuse.OK)
+	default: // FUSE_POLL among them
+		s.replyNow(opFlush, buf, hdr, fuse.ENOSYS)
+	}
+	return true
+}
