@@ -27,14 +27,21 @@ var raceSlow = map[string]string{
 
 // TestPosix runs go-fuse's POSIX conformance suite against evfs, each
 // case in its own directory of one mount per backend.
-func TestPosix(t *testing.T) {
+func TestPosix(t *testing.T) { runPosix(t, "loop") }
+
+// TestPosixGofuse runs the suite through the other transport, go-fuse's
+// server handing each request to the loop (--transport gofuse): the same
+// handlers, reached through Bridge.
+func TestPosixGofuse(t *testing.T) { runPosix(t, "gofuse") }
+
+func runPosix(t *testing.T, transport string) {
 	names := make([]string, 0, len(posixtest.All))
 	for name := range posixtest.All {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
-		mnt, _ := fstest.Mount(t, backend)
+		mnt, _ := fstest.Mount(t, backend, fstest.Transport(transport))
 		for _, name := range names {
 			t.Run(name, func(t *testing.T) {
 				if why, ok := posixSkips[name]; ok {

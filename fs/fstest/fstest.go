@@ -78,6 +78,10 @@ func WithTimeouts(entry, attr time.Duration) Option {
 // AllowOther lets other users use the mount (implies default_permissions).
 func AllowOther(c *fs.Config) { c.AllowOther = true }
 
+// Transport picks how requests reach the loop ("loop", the default, or
+// "gofuse").
+func Transport(name string) Option { return func(c *fs.Config) { c.Transport = name } }
+
 // ReadDirPlus turns READDIRPLUS on.
 func ReadDirPlus(c *fs.Config) { c.ReadDirPlus = true }
 
