@@ -113,6 +113,9 @@ func (s *session) drain() bool {
 			return false
 		}
 		n, err := unix.Read(s.fd, buf[inOff:])
+		if err == nil && n == 0 {
+			err = unix.ENODEV // end of file: /dev/fuse says ENODEV, a socket (tests) EOF
+		}
 		switch err {
 		case nil:
 			s.dispatch(buf, buf[inOff:inOff+n])
