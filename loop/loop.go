@@ -230,12 +230,8 @@ func (l *Loop) Run() error {
 
 // yieldSpins is how many times the loop yields its thread, with operations
 // in flight, before it sleeps.
+// Yielding for longer (up to 20 µs and 60 µs, measured) changed nothing.
 const yieldSpins = 3
-
-var yieldFor = func() time.Duration {
-	d, _ := time.ParseDuration(os.Getenv("EVFS_YIELD"))
-	return d
-}()
 
 // yieldBeforeSleep gives the goroutines the loop just woke (pool workers)
 // its thread before it sleeps, and reports whether a turn then found work.
@@ -249,16 +245,10 @@ func (l *Loop) yieldBeforeSleep() bool {
 	if l.poller == nil {
 		return false
 	}
-	var t0 time.Time
-	for i := 0; l.ops.inUse > 0; i++ {
+	for i := 0; i < yieldSpins && l.ops.inUse > 0; i++ {
 		runtime.Gosched()
 		if l.turn() {
 			return true
-		}
-		if i == yieldSpins {
-			t0 = time.Now()
-		} else if i > yieldSpins && time.Since(t0) > yieldFor {
-			return false
 		}
 	}
 	return false
