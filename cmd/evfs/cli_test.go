@@ -121,6 +121,7 @@ func TestBadInputExits2WithOneLine(t *testing.T) {
 		{"mountpoint not empty", []string{"mount", backing, full}, "is not empty"},
 		{"mountpoint inside backing", []string{"mount", backing, inner}, "contain one another"},
 		{"unknown backend", []string{"mount", "--backend", "nope", backing, mnt}, "unknown --backend"},
+		{"unknown transport", []string{"mount", "--transport", "nope", backing, mnt}, "unknown --transport"},
 		{"unknown flag", []string{"mount", "--frobnicate", backing, mnt}, "frobnicate"},
 		{"bad workers", []string{"mount", "--workers", "0", backing, mnt}, "--workers"},
 		{"umount no args", []string{"umount"}, "exactly one MOUNTPOINT"},
