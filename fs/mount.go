@@ -11,6 +11,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"evfs/aio"
 	"evfs/backing"
 	"evfs/loop"
 )
@@ -83,7 +84,7 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 		return nil, fmt.Errorf("open backing directory %s: %w", backingDir, err)
 	}
 	var st unix.Statx_t
-	if err := unix.Statx(rootFd, "", unix.AT_EMPTY_PATH, unix.STATX_BASIC_STATS, &st); err != nil {
+	if err := unix.Statx(rootFd, "", unix.AT_EMPTY_PATH, aio.StatxMask, &st); err != nil {
 		unix.Close(rootFd)
 		return nil, fmt.Errorf("stat backing directory %s: %w", backingDir, err)
 	}

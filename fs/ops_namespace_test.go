@@ -313,3 +313,49 @@ func repeat(c byte, n int) []byte {
 	}
 	return b
 }
+
+// TestInodeNumberReuse: a removed inode the kernel still holds (an open
+// directory fd) must not lend its node to a new file that the backing fs
+// gave the same inode number (ext4 reuses them at once): the new file
+// is a regular file with its own content.
+func TestInodeNumberReuse(t *testing.T) {
+	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
+		mnt, _ := fstest.Mount(t, backend)
+		reused := 0
+		for i := 0; i < 200; i++ {
+			d := filepath.Join(mnt, "d")
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			var dst unix.Stat_t
+			dfd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			unix.Fstat(dfd, &dst)
+			if err := os.Remove(d); err != nil {
+				t.Fatal(err)
+			}
+			f := filepath.Join(mnt, "f")
+			if err := os.WriteFile(f, []byte("file"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var fst unix.Stat_t
+			if err := unix.Stat(f, &fst); err != nil {
+				t.Fatal(err)
+			}
+			if fst.Ino == dst.Ino {
+				reused++
+			}
+			if fst.Mode&unix.S_IFMT != unix.S_IFREG {
+				t.Fatalf("round %d: new file has mode %o (inode %d reused: %v)", i, fst.Mode, fst.Ino, fst.Ino == dst.Ino)
+			}
+			if b, err := os.ReadFile(f); err != nil || string(b) != "file" {
+				t.Fatalf("round %d: read %q, %v", i, b, err)
+			}
+			unix.Close(dfd)
+			os.Remove(f)
+		}
+		t.Logf("inode number reused in %d of 200 rounds", reused)
+	})
+}

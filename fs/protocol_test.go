@@ -83,7 +83,7 @@ func startBridge(backend, dir string, faults ...loop.Fault) (*bridgeHarness, err
 		return nil, err
 	}
 	var st unix.Statx_t
-	if err := unix.Statx(rootFd, "", unix.AT_EMPTY_PATH, unix.STATX_BASIC_STATS, &st); err != nil {
+	if err := unix.Statx(rootFd, "", unix.AT_EMPTY_PATH, aio.StatxMask, &st); err != nil {
 		unix.Close(rootFd)
 		return nil, err
 	}

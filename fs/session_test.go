@@ -12,6 +12,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"evfs/aio"
 	"evfs/loop"
 )
 
@@ -45,7 +46,7 @@ func newSessionHarness(t *testing.T, backend string) *sessionHarness {
 		t.Fatal(err)
 	}
 	var st unix.Statx_t
-	unix.Statx(rootFd, "", unix.AT_EMPTY_PATH, unix.STATX_BASIC_STATS, &st)
+	unix.Statx(rootFd, "", unix.AT_EMPTY_PATH, aio.StatxMask, &st)
 	logger := slog.New(slog.DiscardHandler)
 	l, err := loop.New(loop.Config{Backend: backend, Workers: 2, Logger: logger, StallThreshold: -1, Poll: true})
 	if err != nil {
