@@ -43,14 +43,14 @@ var benchTargetList = []benchTargetInfo{
 	{Name: "native", Kind: "native", Desc: "the backing directory itself, no FUSE"},
 	{Name: "passthrough", Kind: "loopback", Desc: "go-fuse fs.NewLoopbackRoot, kernel passthrough disabled (the baseline: every op reaches the daemon)"},
 	{Name: "kpassthrough", Kind: "loopback", Passthrough: true, Desc: "go-fuse fs.NewLoopbackRoot with kernel FUSE passthrough (reads/writes bypass the daemon)"},
-	{Name: "evfs-uring", Kind: "evfs", Backend: "uring", Desc: "evfs mount --backend uring"},
-	{Name: "evfs-pool", Kind: "evfs", Backend: "pool", Desc: "evfs mount --backend pool"},
-	{Name: "evfs-sync", Kind: "evfs", Backend: "sync", Desc: "evfs mount --backend sync"},
+	{Name: "evfs-uring", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop"}, Desc: "evfs mount --backend uring --transport loop"},
+	{Name: "evfs-pool", Kind: "evfs", Backend: "pool", Extra: []string{"--transport=loop"}, Desc: "evfs mount --backend pool --transport loop"},
+	{Name: "evfs-sync", Kind: "evfs", Backend: "sync", Extra: []string{"--transport=loop"}, Desc: "evfs mount --backend sync --transport loop"},
 	{Name: "evfs-uring-gofuse", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=gofuse"}, Optional: true,
 		Desc: "evfs mount --backend uring --transport gofuse (go-fuse's reader goroutines hand requests to the loop)"},
 	{Name: "evfs-pool-gofuse", Kind: "evfs", Backend: "pool", Extra: []string{"--transport=gofuse"}, Optional: true,
 		Desc: "evfs mount --backend pool --transport gofuse"},
-	{Name: "evfs-uring-locked", Kind: "evfs", Backend: "uring", Extra: []string{"--lock-thread"}, Optional: true,
+	{Name: "evfs-uring-locked", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--lock-thread"}, Optional: true,
 		Desc: "evfs mount --backend uring --lock-thread (loop pinned to its OS thread)"},
 }
 
