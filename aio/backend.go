@@ -100,9 +100,7 @@ func New(cfg Config, notice func(string)) (Backend, error) {
 	}
 	switch cfg.Kind {
 	case "pool":
-		p := NewPool(cfg.Workers, cfg.Wake)
-		p.nowait.off = cfg.NoNowait
-		return p, nil
+		return newPoolBackend(cfg), nil
 	case "sync":
 		return NewSync(cfg.Wake), nil
 	case "uring":
@@ -122,9 +120,7 @@ func New(cfg Config, notice func(string)) (Backend, error) {
 			}
 			notice(fmt.Sprintf("io_uring unavailable (%v); using the pool backend", err))
 		}
-		p := NewPool(cfg.Workers, cfg.Wake)
-		p.nowait.off = cfg.NoNowait
-		return p, nil
+		return newPoolBackend(cfg), nil
 	}
 	return nil, fmt.Errorf("%w %q (want auto, uring, pool or sync)", ErrUnknownBackend, cfg.Kind)
 }

@@ -48,6 +48,14 @@ func NewPool(n int, wake func()) *Pool {
 	return p
 }
 
+// newPoolBackend is the pool as a backend of its own, with the
+// non-blocking first attempt at reads unless cfg turns it off.
+func newPoolBackend(cfg Config) *Pool {
+	p := NewPool(cfg.Workers, cfg.Wake)
+	p.nowait.off = cfg.NoNowait
+	return p
+}
+
 func (p *Pool) Name() string { return "pool" }
 
 // Submit queues op; it runs after the next Flush, unless it is a read

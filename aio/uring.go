@@ -172,7 +172,7 @@ func newUring(cfg Config, disabled ...Kind) (*Uring, error) {
 			ring.Close()
 			return nil, err
 		}
-		u.pool = NewPool(cfg.Workers, wake)
+		u.pool = u.newPool(cfg.Workers)
 		close(u.readerDone)
 		return u, nil
 	}
@@ -183,7 +183,7 @@ func newUring(cfg Config, disabled ...Kind) (*Uring, error) {
 			ring.Close()
 			return nil, err
 		}
-		u.pool = NewPool(cfg.Workers, wake)
+		u.pool = u.newPool(cfg.Workers)
 		close(u.readerDone)
 		return u, nil
 	}
@@ -200,7 +200,7 @@ func newUring(cfg Config, disabled ...Kind) (*Uring, error) {
 	// Non-blocking, so waiting parks in the netpoller instead of holding
 	// a thread; closing the file ends the wait.
 	u.efile = os.NewFile(uintptr(efd), "io_uring-eventfd")
-	u.pool = NewPool(cfg.Workers, wake)
+	u.pool = u.newPool(cfg.Workers)
 	go u.wakeLoop()
 	return u, nil
 }
@@ -232,6 +232,14 @@ func (u *Uring) wakeLoop() {
 		u.wake()
 		return false
 	})
+}
+
+// newPool starts the fallback pool. Its own non-blocking attempt is off:
+// Submit has already made it (nowait.go) before choosing the pool.
+func (u *Uring) newPool(workers int) *Pool {
+	p := NewPool(workers, u.wake)
+	p.nowait.off = true
+	return p
 }
 
 func (u *Uring) Name() string { return "uring" }

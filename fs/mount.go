@@ -57,7 +57,6 @@ const (
 // Mount is a served mount point.
 type Mount struct {
 	Server     *fuse.Server // "gofuse" transport only
-	sess       *session     // "loop" transport only
 	Loop       *loop.Loop
 	Mountpoint string
 	h          *handlers
@@ -149,18 +148,26 @@ func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cf
 	h := newHandlers(l, rootFd, root, cfg.Options)
 	s := newSession(fd, h, l, cfg)
 	h.notify = s.notifyEntry
-	m := &Mount{Loop: l, h: h, sess: s, Mountpoint: mountpoint, loopDone: make(chan error, 1), served: s.ended}
-	// Mount before the loop watches the device: until mount(2) succeeds,
-	// reading it fails (EPERM) and would end the session, and polling it
-	// says "error" without registering for later readiness.
-	if err := mountDevice(fd, backingDir, mountpoint, cfg); err != nil {
+	m := &Mount{Loop: l, h: h, Mountpoint: mountpoint, loopDone: make(chan error, 1), served: s.ended}
+	// abandon undoes a start that failed before the loop ran: this
+	// goroutine still owns the loop.
+	abandon := func(err error) (*Mount, error) {
 		unix.Close(fd)
-		h.closeAll() // the loop has not started: this goroutine owns it still
+		h.closeAll()
 		l.Stop()
 		l.Run() // runs the closes, then returns and closes the backend
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	l.Watch(fd, "fuse", s.drain)
+	// Mount before the loop watches the device: until mount(2) succeeds,
+	// reading it fails (EPERM) and would end the session, and polling it
+	// says "error" without registering for later readiness.
+	if err := mountDevice(fd, backingDir, mountpoint, cfg); err != nil {
+		return abandon(err)
+	}
+	if err := l.Watch(fd, s.drain); err != nil {
+		unix.Unmount(mountpoint, unix.MNT_DETACH)
+		return abandon(err)
+	}
 	go func() { m.loopDone <- l.Run() }()
 
 	fail := func(err error) (*Mount, error) {

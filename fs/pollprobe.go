@@ -3,6 +3,7 @@ package fs
 import (
 	"fmt"
 	"path/filepath"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -50,7 +51,7 @@ func probePoll(mountpoint string) error {
 func (s *session) serveProbe(buf, in []byte, hdr *fuse.InHeader) bool {
 	isLookup := hdr.Opcode == fuseLookup && hdr.NodeId == fuse.FUSE_ROOT_ID
 	if isLookup {
-		name, _, _ := cstring(in[unsafeSizeofInHeader:])
+		name, _, _ := cstring(in[unsafe.Sizeof(*hdr):])
 		isLookup = name == pollProbeName && s.probing
 	}
 	if !isLookup && hdr.NodeId != pollProbeNode {
@@ -62,24 +63,21 @@ func (s *session) serveProbe(buf, in []byte, hdr *fuse.InHeader) bool {
 		s.putBuf(buf) // no reply
 		return true
 	case fuseLookup:
-		r := s.newRequest(opLookup, buf, hdr)
+		r := s.newRequest(opOther, buf, hdr)
 		*outOf[fuse.EntryOut](r) = fuse.EntryOut{NodeId: pollProbeNode, Attr: attr}
-		r.replied = true
-		s.send(r)
+		s.answer(r, fuse.OK)
 	case fuseGetAttr:
-		r := s.newRequest(opGetAttr, buf, hdr)
+		r := s.newRequest(opOther, buf, hdr)
 		*outOf[fuse.AttrOut](r) = fuse.AttrOut{Attr: attr}
-		r.replied = true
-		s.send(r)
+		s.answer(r, fuse.OK)
 	case fuseOpen:
-		r := s.newRequest(opOpen, buf, hdr)
-		outOf[fuse.OpenOut](r)
-		r.replied = true
-		s.send(r)
+		r := s.newRequest(opOther, buf, hdr)
+		outOf[fuse.OpenOut](r) // fh 0
+		s.answer(r, fuse.OK)
 	case fuseFlush, fuseRelease:
-		s.replyNow(opFlush, buf, hdr, fuse.OK)
+		s.replyNow(buf, hdr, fuse.OK)
 	default: // FUSE_POLL among them
-		s.replyNow(opFlush, buf, hdr, fuse.ENOSYS)
+		s.replyNow(buf, hdr, fuse.ENOSYS)
 	}
 	return true
 }

@@ -1,10 +1,6 @@
 package fs
 
-import (
-	"unsafe"
-
-	"github.com/hanwen/go-fuse/v2/fuse"
-)
+import "unsafe"
 
 // FUSE kernel ABI numbers (include/uapi/linux/fuse.h) that go-fuse keeps
 // unexported. The structs themselves are go-fuse's exported types.
@@ -63,8 +59,6 @@ const (
 	fuseOurMinor = 28
 )
 
-const unsafeSizeofInHeader = unsafe.Sizeof(fuse.InHeader{})
-
 // Input structs that go-fuse does not export (ForgetIn is exported).
 type batchForgetIn struct {
 	Count uint32
@@ -97,36 +91,31 @@ func cstring(b []byte) (s string, rest []byte, ok bool) {
 	return "", nil, false
 }
 
-// fuseOpName names an opcode for logs and the stall detector.
+// fuseOpName names an opcode for logs and the stall detector (once per
+// request: an array, not a map).
 func fuseOpName(opcode uint32) string {
-	switch opcode {
-	case fuseInit:
-		return "INIT"
-	case fuseDestroy:
-		return "DESTROY"
-	case fuseInterrupt:
-		return "INTERRUPT"
-	case fuseForget, fuseBatchForget:
-		return "FORGET"
-	case fusePoll:
-		return "POLL"
-	}
-	if o, ok := opOfOpcode[opcode]; ok {
-		return o.String()
+	if opcode < uint32(len(opcodeNames)) && opcodeNames[opcode] != "" {
+		return opcodeNames[opcode]
 	}
 	return "FUSE"
 }
 
-// opOfOpcode maps the opcodes with statistics to their op.
-var opOfOpcode = map[uint32]op{
-	fuseLookup: opLookup, fuseGetAttr: opGetAttr, fuseSetAttr: opSetAttr, fuseReadlink: opReadlink,
-	fuseSymlink: opSymlink, fuseMknod: opMknod, fuseMkdir: opMkdir, fuseUnlink: opUnlink,
-	fuseRmdir: opRmdir, fuseRename: opRename, fuseRename2: opRename, fuseLink: opLink,
-	fuseOpen: opOpen, fuseRead: opRead, fuseWrite: opWrite, fuseStatFs: opStatFs,
-	fuseRelease: opRelease, fuseFsync: opFsync, fuseSetXAttr: opSetXAttr, fuseGetXAttr: opGetXAttr,
-	fuseListXAttr: opListXAttr, fuseRemoveXAttr: opRemoveXAttr, fuseFlush: opFlush,
-	fuseOpenDir: opOpenDir, fuseReadDir: opReadDir, fuseReleaseDir: opReleaseDir,
-	fuseFsyncDir: opFsyncDir, fuseGetLk: opGetLk, fuseSetLk: opSetLk, fuseSetLkw: opSetLkw,
-	fuseAccess: opAccess, fuseCreate: opCreate, fuseFallocate: opFallocate,
-	fuseReadDirPlus: opReadDirPlus, fuseLseek: opLseek, fuseCopyFileRange: opCopyFileRange,
-}
+var opcodeNames = func() (n [fuseCopyFileRange + 1]string) {
+	for opcode, o := range map[uint32]op{
+		fuseLookup: opLookup, fuseGetAttr: opGetAttr, fuseSetAttr: opSetAttr, fuseReadlink: opReadlink,
+		fuseSymlink: opSymlink, fuseMknod: opMknod, fuseMkdir: opMkdir, fuseUnlink: opUnlink,
+		fuseRmdir: opRmdir, fuseRename: opRename, fuseRename2: opRename, fuseLink: opLink,
+		fuseOpen: opOpen, fuseRead: opRead, fuseWrite: opWrite, fuseStatFs: opStatFs,
+		fuseRelease: opRelease, fuseFsync: opFsync, fuseSetXAttr: opSetXAttr, fuseGetXAttr: opGetXAttr,
+		fuseListXAttr: opListXAttr, fuseRemoveXAttr: opRemoveXAttr, fuseFlush: opFlush,
+		fuseOpenDir: opOpenDir, fuseReadDir: opReadDir, fuseReleaseDir: opReleaseDir,
+		fuseFsyncDir: opFsyncDir, fuseGetLk: opGetLk, fuseSetLk: opSetLk, fuseSetLkw: opSetLkw,
+		fuseAccess: opAccess, fuseCreate: opCreate, fuseFallocate: opFallocate,
+		fuseReadDirPlus: opReadDirPlus, fuseLseek: opLseek, fuseCopyFileRange: opCopyFileRange,
+	} {
+		n[opcode] = o.String()
+	}
+	n[fuseInit], n[fuseDestroy], n[fuseInterrupt], n[fusePoll] = "INIT", "DESTROY", "INTERRUPT", "POLL"
+	n[fuseForget], n[fuseBatchForget] = "FORGET", "FORGET"
+	return n
+}()

@@ -108,8 +108,9 @@ func (s *session) drain() bool {
 		}
 		buf := s.getBuf()
 		if buf == nil {
-			s.log.Error("cannot allocate a request buffer; retrying", "size", s.bufSize)
-			s.loop.AfterFunc(10*time.Millisecond, "fuse retry", func() {})
+			// Out of memory: the device stays readable, so the loop
+			// comes back here after its next wait.
+			s.log.Error("cannot allocate a request buffer", "size", s.bufSize)
 			return false
 		}
 		n, err := unix.Read(s.fd, buf[inOff:])
@@ -220,14 +221,18 @@ func (s *session) finish(r *request) {
 	}
 }
 
-// replyNow answers a request that reached no handler (INIT, DESTROY, bad
-// input, an opcode evfs does not serve). It is not counted in the per-op
-// statistics (o only fills the request).
-func (s *session) replyNow(o op, buf []byte, hdr *fuse.InHeader, st fuse.Status) {
-	r := s.newRequest(o, buf, hdr)
+// answer sends r's reply with status st without going through a handler
+// (INIT, DESTROY, bad input, unserved opcodes, the poll probe): nothing is
+// counted in the per-op statistics.
+func (s *session) answer(r *request, st fuse.Status) {
 	r.replied = true
 	r.status = st
 	s.send(r)
+}
+
+// replyNow answers a request that reached no handler with st.
+func (s *session) replyNow(buf []byte, hdr *fuse.InHeader, st fuse.Status) {
+	s.answer(s.newRequest(opOther, buf, hdr), st)
 }
 
 // interrupt handles FUSE_INTERRUPT. A request already answered needs
@@ -246,7 +251,7 @@ func (s *session) end(err error) {
 	}
 	s.closed = true
 	if err != unix.ENODEV {
-		s.log.Warn("reading /dev/fuse failed; ending the session", "err", err)
+		s.log.Warn("ending the FUSE session", "err", err)
 	}
 	s.loop.Unwatch(s.fd)
 	// Closed off the loop: a notification writer may hold the lock.

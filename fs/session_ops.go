@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"fmt"
 	"time"
 	"unsafe"
 
@@ -19,7 +20,7 @@ func (s *session) dispatch(buf, in []byte) {
 	}
 	t0 := time.Now()
 	if !s.serve(buf, in, hdr) {
-		s.replyNow(opStatFs, buf, hdr, fuse.EIO)
+		s.replyNow(buf, hdr, fuse.EIO)
 	}
 	s.loop.Track(fuseOpName(hdr.Opcode), t0)
 }
@@ -35,7 +36,7 @@ func (s *session) serve(buf, in []byte, hdr *fuse.InHeader) bool {
 	case fuseInit:
 		return s.init(buf, in, hdr)
 	case fuseDestroy:
-		s.replyNow(opStatFs, buf, hdr, fuse.OK)
+		s.replyNow(buf, hdr, fuse.OK)
 	case fuseInterrupt:
 		in := fuseIn[fuse.InterruptIn](in)
 		if in == nil {
@@ -314,7 +315,7 @@ func (s *session) serve(buf, in []byte, hdr *fuse.InHeader) bool {
 	default:
 		// IOCTL, POLL, BMAP, TMPFILE, SYNCFS, …: what go-fuse answers
 		// for a RawFileSystem method left at its default.
-		s.replyNow(opStatFs, buf, hdr, fuse.ENOSYS)
+		s.replyNow(buf, hdr, fuse.ENOSYS)
 	}
 	return true
 }
@@ -386,12 +387,11 @@ func (s *session) init(buf, in []byte, hdr *fuse.InHeader) bool {
 		return false
 	}
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&iin)), unsafe.Sizeof(iin)), in)
-	r := s.newRequest(opStatFs, buf, hdr)
-	r.replied = true
+	r := s.newRequest(opOther, buf, hdr)
 	if iin.Major != fuseKernelVersion || iin.Minor < fuseMinMinor {
-		s.log.Error("unsupported FUSE protocol", "major", iin.Major, "minor", iin.Minor)
-		r.status = fuse.EIO
-		s.send(r)
+		s.answer(r, fuse.EIO)
+		// NewMount sees the session end instead of waiting for INIT.
+		s.end(fmt.Errorf("unsupported FUSE protocol %d.%d", iin.Major, iin.Minor))
 		return true
 	}
 	kernel := iin.Flags64()
@@ -426,7 +426,7 @@ func (s *session) init(buf, in []byte, hdr *fuse.InHeader) bool {
 	if out.Minor <= 22 {
 		r.outSize = 24 // InitOut before TimeGran
 	}
-	s.send(r)
+	s.answer(r, fuse.OK)
 	close(s.inited)
 	return true
 }

@@ -56,7 +56,9 @@ func newSessionHarness(t *testing.T, backend string) *sessionHarness {
 	h := newHandlers(l, rootFd, &st, cfg.Options)
 	s := newSession(fds[0], h, l, cfg)
 	s.probing = false
-	l.Watch(fds[0], "fuse", s.drain)
+	if err := l.Watch(fds[0], s.drain); err != nil {
+		t.Fatal(err)
+	}
 	sh := &sessionHarness{t: t, peer: fds[1], s: s, l: l, done: make(chan error, 1)}
 	go func() { sh.done <- l.Run() }()
 	t.Cleanup(func() {
@@ -91,6 +93,9 @@ func (sh *sessionHarness) call(opcode uint32, node uint64, body []byte) (int32, 
 	buf := make([]byte, 1<<18)
 	unix.SetsockoptTimeval(sh.peer, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 10})
 	n, err := unix.Read(sh.peer, buf)
+	for err == unix.EINTR { // Go's preemption signals
+		n, err = unix.Read(sh.peer, buf)
+	}
 	if err != nil {
 		sh.t.Fatalf("no reply to opcode %d: %v", opcode, err)
 	}

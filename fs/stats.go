@@ -47,6 +47,10 @@ const (
 	opFsyncDir
 	opStatFs
 	numOps
+
+	// opOther marks requests answered without a handler (INIT, bad
+	// input, …): never counted, never named through op.String.
+	opOther = numOps
 )
 
 var opNames = [numOps]string{

@@ -35,7 +35,7 @@ type Config struct {
 	WaitInRing bool
 	// RingAll: see aio.Config.RingAll.
 	RingAll bool
-	// Poll makes the loop's one wait point poll(2) on an eventfd (its
+	// Poll makes the loop's one wait point epoll_wait on an eventfd (its
 	// wakeups and the io_uring backend's completion signal) and on every
 	// file descriptor given to Watch (poller.go). Without it the loop
 	// sleeps on a channel and has no watched descriptors.

@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"errors"
 	"os"
 	"unsafe"
 
@@ -17,8 +18,7 @@ import (
 // source is a watched file descriptor. Owned by the loop goroutine.
 type source struct {
 	fd    int
-	name  string
-	ready bool        // poll said readable and drain has not caught up
+	ready bool        // epoll said readable and drain has not caught up
 	drain func() bool // reads what is there; true if more may be waiting
 }
 
@@ -49,34 +49,36 @@ func newPollWaiter(sources *[]*source) (*pollWaiter, error) {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
 	p := &pollWaiter{efd: efd, epfd: epfd, sources: sources, events: make([]unix.EpollEvent, 8)}
-	if err := p.add(efd, -1); err != nil {
+	if err := p.add(efd); err != nil {
 		p.close()
 		return nil, err
 	}
 	return p, nil
 }
 
-// add registers fd, tagged with its index in sources (-1: the eventfd).
-func (p *pollWaiter) add(fd, idx int) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(idx)}
+// add registers fd (level-triggered, tagged with its number).
+func (p *pollWaiter) add(fd int) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
 	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev))
 }
 
 // Sleep waits until the eventfd or a source is readable and marks the
 // readable sources ready.
 func (p *pollWaiter) Sleep() {
-	srcs := *p.sources
 	n, err := unix.EpollWait(p.epfd, p.events, -1)
 	if err != nil {
 		return // EINTR: the loop turns and sleeps again
 	}
 	for _, ev := range p.events[:n] {
-		switch i := int(ev.Fd); {
-		case i < 0:
+		if int(ev.Fd) == p.efd {
 			var buf [8]byte
 			unix.Read(p.efd, buf[:]) // reset the counter
-		case i < len(srcs):
-			srcs[i].ready = true
+			continue
+		}
+		for _, s := range *p.sources { // a handful at most
+			if s.fd == int(ev.Fd) {
+				s.ready = true
+			}
 		}
 	}
 }
@@ -95,16 +97,18 @@ func (p *pollWaiter) close() {
 // Watch makes the loop poll fd and run drain on the loop whenever fd is
 // readable; drain returns true if it stopped early and should run again
 // without waiting. drain reports its own work to the stall detector
-// (Track): it knows what each piece of it was. Requires Config.Poll. Loop-only (or before Run).
-func (l *Loop) Watch(fd int, name string, drain func() (more bool)) {
+// (Track): it knows what each piece of it was. Requires Config.Poll.
+// Loop-only (or before Run).
+func (l *Loop) Watch(fd int, drain func() (more bool)) error {
 	if l.poller == nil {
-		panic("loop: Watch needs Config.Poll")
+		return errors.New("loop: Watch needs Config.Poll")
+	}
+	if err := l.poller.add(fd); err != nil {
+		return err
 	}
 	// Ready at first: whatever arrived before the watch is not lost.
-	l.sources = append(l.sources, &source{fd: fd, name: name, ready: true, drain: drain})
-	if err := l.poller.add(fd, len(l.sources)-1); err != nil {
-		panic("loop: watching fd: " + err.Error())
-	}
+	l.sources = append(l.sources, &source{fd: fd, ready: true, drain: drain})
+	return nil
 }
 
 // Unwatch stops watching fd; the caller closes it afterwards. Loop-only.
@@ -113,11 +117,6 @@ func (l *Loop) Unwatch(fd int) {
 		if s.fd == fd {
 			unix.EpollCtl(l.poller.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 			l.sources = append(l.sources[:i:i], l.sources[i+1:]...)
-			// Later sources moved down: their epoll tags must follow.
-			for j := i; j < len(l.sources); j++ {
-				ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(j)}
-				unix.EpollCtl(l.poller.epfd, unix.EPOLL_CTL_MOD, l.sources[j].fd, &ev)
-			}
 			return
 		}
 	}
