@@ -5,18 +5,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// KeyOf returns the inode identity of a statx result. The birth time is
-// part of it where the file system reports one: inode numbers are reused
-// as soon as an inode is freed (tmpfs, ext4), and the kernel may still
-// hold the node of a removed file when a new file gets its number; without
-// the birth time the new file would be served through the old node's fd
-// (seen: a new file looked up as the directory removed just before).
+// KeyOf returns the inode identity of a statx result.
 func KeyOf(st *unix.Statx_t) Key {
-	k := Key{Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino}
-	if st.Mask&unix.STATX_BTIME != 0 {
-		k.Btime = st.Btime.Sec*1_000_000_000 + int64(st.Btime.Nsec)
-	}
-	return k
+	return Key{Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino}
 }
 
 // FillAttr converts a statx result to FUSE attributes; ino is the FUSE

@@ -30,30 +30,30 @@ func TestCheckName(t *testing.T) {
 }
 
 func TestNodesLookupCountsAndForget(t *testing.T) {
-	tab := NewNodes(100, Key{1, 2, 0})
+	tab := NewNodes(100, Key{1, 2})
 	if tab.Get(RootID) == nil || tab.Len() != 1 {
 		t.Fatal("root missing")
 	}
-	n, dup := tab.Add(10, Key{1, 50, 0}, unix.S_IFREG)
+	n, dup := tab.Add(10, Key{1, 50}, unix.S_IFREG)
 	if dup || n.ID == RootID || n.Fd != 10 {
 		t.Fatalf("first Add: %+v dup=%v", n, dup)
 	}
 	// A second name for the same inode: same node, the new fd is redundant.
-	n2, dup := tab.Add(11, Key{1, 50, 0}, unix.S_IFREG)
+	n2, dup := tab.Add(11, Key{1, 50}, unix.S_IFREG)
 	if !dup || n2 != n {
 		t.Fatalf("second Add: %+v dup=%v", n2, dup)
 	}
-	if r := tab.Ref(Key{1, 50, 0}, unix.S_IFREG); r != n {
+	if r := tab.Ref(Key{1, 50}, unix.S_IFREG); r != n {
 		t.Fatalf("Ref = %v", r)
 	}
-	if tab.Ref(Key{1, 99, 0}, unix.S_IFREG) != nil || tab.Known(Key{1, 99, 0}) {
+	if tab.Ref(Key{1, 99}, unix.S_IFREG) != nil || tab.Known(Key{1, 99}) {
 		t.Fatal("unknown inode reported known")
 	}
 	// Three lookups: forgetting two keeps the node, the third closes it.
 	if fd := tab.Forget(n.ID, 2); fd != -1 || tab.Get(n.ID) == nil {
 		t.Fatalf("partial forget closed fd %d", fd)
 	}
-	if fd := tab.Forget(n.ID, 1); fd != 10 || tab.Get(n.ID) != nil || tab.Known(Key{1, 50, 0}) {
+	if fd := tab.Forget(n.ID, 1); fd != 10 || tab.Get(n.ID) != nil || tab.Known(Key{1, 50}) {
 		t.Fatalf("final forget returned fd %d", fd)
 	}
 	// Unknown ids and the root are ignored.
@@ -61,7 +61,7 @@ func TestNodesLookupCountsAndForget(t *testing.T) {
 		t.Fatal("forget of unknown id or root had an effect")
 	}
 	// A reused inode number gets a new node id: ids are never recycled.
-	n3, _ := tab.Add(12, Key{1, 50, 0}, unix.S_IFREG)
+	n3, _ := tab.Add(12, Key{1, 50}, unix.S_IFREG)
 	if n3.ID == n.ID {
 		t.Fatal("node id reused")
 	}

@@ -12,10 +12,7 @@ package backing
 const RootID = 1
 
 // Key identifies an inode on the backing filesystem.
-type Key struct {
-	Dev, Ino uint64
-	Btime    int64 // birth time in ns, 0 if the file system has none
-}
+type Key struct{ Dev, Ino uint64 }
 
 // Node is one inode the kernel knows about.
 type Node struct {
