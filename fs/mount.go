@@ -33,11 +33,10 @@ type Config struct {
 	StallThreshold time.Duration
 	// Faults is test-only fault injection (loop.Fault; EVFS_TEST_FAULTS).
 	Faults []loop.Fault
-	// Transport is how FUSE requests reach the loop: "gofuse" (the
-	// default: go-fuse's server and reader goroutines, each request
-	// handed to the loop through Bridge) or "loop" (the loop reads
-	// /dev/fuse itself, session.go; much faster, but experimental: the
-	// integration suite's concurrency script finds a known bug in it).
+	// Transport is how FUSE requests reach the loop: "loop" (the
+	// default: the loop reads /dev/fuse itself, session.go) or "gofuse"
+	// (go-fuse's server and reader goroutines, each request handed to
+	// the loop through Bridge; slower, kept as the reference design).
 	Transport string
 	// LockThread pins the loop to its OS thread ("loop" transport).
 	LockThread bool
@@ -96,9 +95,9 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	}
 
 	switch cfg.Transport {
-	case "loop":
+	case "", "loop":
 		return mountLoop(backingDir, mountpoint, rootFd, &st, &cfg)
-	case "", "gofuse":
+	case "gofuse":
 	default:
 		unix.Close(rootFd)
 		return nil, fmt.Errorf("unknown transport %q (want loop or gofuse)", cfg.Transport)

@@ -10,6 +10,8 @@
 //
 //	uring, pool, sync  evfs mount --backend NAME (uring: SKIP when the
 //	                   backend is not available yet)
+//	uring-gofuse       evfs mount --backend uring --transport gofuse (the
+//	                   other transport: go-fuse's readers feed the loop)
 //	dir                the plain directory, MOUNT == BACKING (control)
 //	loopback           go-fuse's fs.NewLoopbackRoot (reference: its
 //	                   failures show in the table but do not fail the test)
@@ -22,7 +24,7 @@
 // and the test fails, saying so.
 // Environment:
 //
-//	EVFS_IT_TARGETS  comma list of targets (default: all five)
+//	EVFS_IT_TARGETS  comma list of targets (default: all six)
 //	EVFS_IT_SCRIPTS  comma list of scripts, with or without .sh (default: all)
 //	EVFS_IT_BIG_MB   size of files.sh's big file in MiB (default 1024)
 //	EVFS_IT_TIMEOUT  per-script timeout in seconds (default 900)
@@ -48,7 +50,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var allTargets = []string{"uring", "pool", "sync", "dir", referenceTarget}
+var allTargets = []string{"uring", "pool", "sync", "uring-gofuse", "dir", referenceTarget}
 
 // referenceTarget is go-fuse's loopback: its failures are shown in the
 // table (they say what a mature Go FUSE server gets wrong too) but do
@@ -273,13 +275,18 @@ func runTarget(t *testing.T, target string, bins binaries, scripts []string, res
 		if target == "loopback" {
 			bin, args = bins.loopback, []string{backing, mnt}
 		} else {
-			args = []string{"mount", "--backend", target, backing, mnt}
+			backend, transport, _ := strings.Cut(target, "-")
+			args = []string{"mount", "--backend", backend}
+			if transport != "" {
+				args = append(args, "--transport", transport)
+			}
+			args = append(args, backing, mnt)
 		}
 		d = startDaemon(t, bin, args)
 		t.Cleanup(func() { stopDaemon(t, target, d, mnt, res) })
 		if err := waitMounted(d, mnt, 15*time.Second); err != nil {
 			out := d.out.String()
-			if target == "uring" && !d.running() && strings.Contains(out, "io_uring") {
+			if strings.HasPrefix(target, "uring") && !d.running() && strings.Contains(out, "io_uring") {
 				skipAll("uring backend not available: %s", firstLine(lastLines(out, 1)))
 			}
 			failAll("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, lastLines(out, 30))

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -77,6 +78,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "workers", Value: 16, Usage: "--workers given to evfs mount (pool workers)"},
 			&cli.StringFlag{Name: "baseline", Value: "passthrough", Usage: "`TARGET` the ratio columns compare against"},
 			&cli.BoolFlag{Name: "keep", Usage: "keep the work directory (data sets and daemon logs) afterwards"},
+			&cli.StringFlag{Name: "passthrough-hp", Usage: "`PATH` of a passthrough_hp binary (libfuse's example/passthrough_hp.cc, built by you) to measure as target passthrough_hp; given, the target joins the default --targets"},
 		},
 		Action: benchAction,
 	}
@@ -125,12 +127,25 @@ func benchParseFlags(c *cli.Context) (benchOptions, error) {
 	if c.NArg() != 0 {
 		return o, usagef("bench takes no arguments (got %q); see evfs bench --help", c.Args().Slice())
 	}
-	tn, err := benchParseList("target", c.String("targets"), benchTargetNames(false), false)
+	targets := c.String("targets")
+	hp := c.String("passthrough-hp")
+	if hp != "" && !c.IsSet("targets") {
+		targets += ",passthrough_hp"
+	}
+	tn, err := benchParseList("target", targets, benchTargetNames(false), false)
 	if err != nil {
 		return o, err
 	}
 	for _, n := range tn {
 		t, _ := benchTargetByName(n)
+		if t.Kind == "external" {
+			if hp == "" {
+				return o, usagef("target %s needs --passthrough-hp PATH (build libfuse's example/passthrough_hp.cc)", t.Name)
+			}
+			if t.Exe, err = exec.LookPath(hp); err != nil {
+				return o, usagef("--passthrough-hp %s: %v", hp, err)
+			}
+		}
 		o.targets = append(o.targets, t)
 	}
 	wn, err := benchParseList("workload", c.String("workloads"), benchWorkloadNames(), true)
@@ -633,7 +648,11 @@ func (s *benchSession) fillSettings() {
 	for _, t := range s.targets {
 		tj := benchTargetJSON{Name: t.Name, Description: t.Desc, Passthrough: t.Passthrough}
 		if a := t.childArgs(k, o.workers); a != nil {
-			tj.Command = "evfs " + strings.Join(a, " ")
+			prog := "evfs"
+			if t.Exe != "" {
+				prog = t.Exe
+			}
+			tj.Command = prog + " " + strings.Join(a, " ")
 		}
 		set.Targets = append(set.Targets, tj)
 	}

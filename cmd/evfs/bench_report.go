@@ -182,6 +182,11 @@ func (r *benchReport) writeText(w io.Writer) {
 	fmt.Fprintf(w, "FUSE kernel settings, every FUSE target: entry_timeout=%gs attr_timeout=%gs negative_timeout=%gs max_write=%d max_background=%d readdirplus=%s writeback_cache=%s dir_cache=%s; kernel passthrough only on kpassthrough\n",
 		k.EntryTimeoutS, k.AttrTimeoutS, k.NegativeTimeoutS, k.MaxWrite, k.MaxBackground,
 		benchOnOff(k.ReadDirPlus), benchOnOff(k.WritebackCache), benchOnOff(k.DirCache))
+	for _, t := range s.Targets {
+		if t.Name == "passthrough_hp" {
+			fmt.Fprintf(w, "  except passthrough_hp, which sets its own (libfuse defaults with --nocache: timeouts 0, no writeback cache): %s\n", t.Command)
+		}
+	}
 	phase := fmt.Sprintf("%gs", s.DurationS)
 	if s.Ops > 0 {
 		phase = fmt.Sprintf("%d ops", s.Ops)

@@ -30,12 +30,13 @@ import (
 // benchTargetInfo describes one target name.
 type benchTargetInfo struct {
 	Name        string
-	Kind        string   // "native", "loopback" or "evfs"
+	Kind        string   // "native", "loopback", "evfs" or "external"
 	Backend     string   // evfs: the --backend
 	Passthrough bool     // loopback: kernel FUSE passthrough allowed
 	Extra       []string // evfs: more mount flags
 	Desc        string
-	Optional    bool // not in the default --targets
+	Optional    bool   // not in the default --targets
+	Exe         string // external: the program to run (from a flag)
 }
 
 // benchTargetList is every target, in the default order.
@@ -52,6 +53,8 @@ var benchTargetList = []benchTargetInfo{
 		Desc: "evfs mount --backend pool --transport gofuse"},
 	{Name: "evfs-uring-locked", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--lock-thread"}, Optional: true,
 		Desc: "evfs mount --backend uring --lock-thread (loop pinned to its OS thread)"},
+	{Name: "passthrough_hp", Kind: "external", Optional: true,
+		Desc: "libfuse's example/passthrough_hp.cc, built by you, run as PATH --foreground --nocache (needs --passthrough-hp PATH; it sets its own kernel options: timeouts 0, splice, default_permissions)"},
 }
 
 func benchTargetByName(name string) (benchTargetInfo, bool) {
@@ -152,8 +155,20 @@ func (t *benchTarget) childArgs(k benchKernel, workers int) []string {
 			"--negative-timeout=" + k.NegativeTimeout.String()}
 		a = append(a, common...)
 		return append(a, t.dataDir, t.mnt)
+	case "external":
+		// passthrough_hp takes none of the common flags: --nocache gives
+		// timeouts 0 and no writeback cache, like the others.
+		return []string{"--foreground", "--nocache", t.dataDir, t.mnt}
 	}
 	return nil
+}
+
+// program is what start runs: this binary, or an external daemon.
+func (t *benchTarget) program(self string) string {
+	if t.Exe != "" {
+		return t.Exe
+	}
+	return self
 }
 
 // benchChildEnv is the environment of a child: ours without evfs's
@@ -182,7 +197,7 @@ func (t *benchTarget) start(exe string, k benchKernel, workers int, timeout time
 	if st, err := logf.Stat(); err == nil {
 		t.logOff = st.Size()
 	}
-	cmd := exec.Command(exe, t.childArgs(k, workers)...)
+	cmd := exec.Command(t.program(exe), t.childArgs(k, workers)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = benchChildEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{

@@ -185,6 +185,8 @@ func TestBenchRejectsUnknownNames(t *testing.T) {
 		{"--duration", "0s"},
 		{"--json", filepath.Join(dir, "missing", "out.json")},
 		{"extra-argument"},
+		{"--targets", "native,passthrough_hp"}, // no --passthrough-hp
+		{"--passthrough-hp", filepath.Join(dir, "nope"), "--targets", "passthrough_hp"}, // no such program
 	} {
 		argv := append([]string{"evfs", "bench", "--backing", dir, "--targets", "native"}, args...)
 		if code := run(argv); code != 2 {

@@ -28,7 +28,7 @@ func mountCommand() *cli.Command {
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error { return usageError{err.Error()} },
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "asynchronous I/O backend: auto (uring if the kernel allows, else pool), uring, pool, or sync (runs syscalls on the loop; for comparison only)"},
-			&cli.StringFlag{Name: "transport", Value: "gofuse", Usage: "how FUSE requests reach the loop: gofuse (go-fuse's server goroutines hand each request to the loop) or loop (EXPERIMENTAL, much faster: the loop polls /dev/fuse itself, no goroutine handoff; see README for its known bug)"},
+			&cli.StringFlag{Name: "transport", Value: "loop", Usage: "how FUSE requests reach the loop: loop (the loop polls /dev/fuse itself and writes the replies: no goroutine handoff) or gofuse (go-fuse's server goroutines hand each request to the loop: slower, the reference design)"},
 			&cli.BoolFlag{Name: "lock-thread", Usage: "pin the loop goroutine to one OS thread (loop transport only; an experiment: no gain measured so far)"},
 			&cli.IntFlag{Name: "workers", Value: 16, Usage: "worker goroutines of the pool backend (and of uring's fallback pool)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount; always implies default_permissions (kernel permission checks)"},
