@@ -41,8 +41,11 @@ func probePoll(mountpoint string) error {
 	defer unix.Close(ep)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN}
 	// FUSE_POLL → ENOSYS; the kernel then reports regular-file readiness.
-	// Either outcome of epoll_ctl is fine.
-	unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev)
+	// Either outcome of epoll_ctl is fine. Not unix.EpollCtl: that is a
+	// raw syscall, which keeps this goroutine's P while the kernel waits
+	// for the loop's answer; with GOMAXPROCS=1 (one CPU, or a one-CPU
+	// container) the loop would never get a P to give it.
+	unix.Syscall6(unix.SYS_EPOLL_CTL, uintptr(ep), unix.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
 	return nil
 }
 
