@@ -40,6 +40,9 @@ type Config struct {
 	Transport string
 	// LockThread pins the loop to its OS thread ("loop" transport).
 	LockThread bool
+	// Spin is how long the loop polls before it sleeps ("loop"
+	// transport; loop.Config.Spin).
+	Spin time.Duration
 }
 
 // Transports are the values of Config.Transport.
@@ -200,7 +203,7 @@ func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cf
 func loopConfig(cfg *Config, poll bool) loop.Config {
 	return loop.Config{Backend: cfg.Backend, Workers: cfg.Workers, Logger: cfg.Logger,
 		Debug: cfg.Debug, OnSignal: cfg.OnSignal, StallThreshold: cfg.StallThreshold, Faults: cfg.Faults,
-		Poll: poll, LockThread: poll && cfg.LockThread}
+		Poll: poll, LockThread: poll && cfg.LockThread, Spin: cfg.Spin}
 }
 
 // newHandlers builds the handlers (owning the tables, rooted at rootFd)

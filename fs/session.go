@@ -46,6 +46,7 @@ type session struct {
 	ended      chan struct{} // closed when the connection is gone and every fd closed
 	closed     bool
 	probing    bool // the poll probe file exists (pollprobe.go)
+	readLimit  int  // requests the next drain may read (see drain)
 }
 
 // Input buffer layout. Every request is read at inOff, so that a WRITE's
@@ -69,11 +70,12 @@ func newSession(fd int, h *handlers, l *loop.Loop, cfg *Config) *session {
 		fd: fd, h: h, loop: l, log: cfg.Logger, dbg: cfg.Debug, cfg: cfg,
 		// The kernel refuses reads into buffers smaller than
 		// max_write + headers; READ replies up to max_write go at readOff.
-		bufSize:  (cfg.MaxWrite + 3*pageSize + pageSize - 1) &^ (pageSize - 1),
-		inflight: make(map[uint64]*request),
-		probing:  true,
-		inited:   make(chan struct{}),
-		ended:    make(chan struct{}),
+		bufSize:   (cfg.MaxWrite + 3*pageSize + pageSize - 1) &^ (pageSize - 1),
+		inflight:  make(map[uint64]*request),
+		probing:   true,
+		readLimit: 1,
+		inited:    make(chan struct{}),
+		ended:     make(chan struct{}),
 	}
 }
 
@@ -100,9 +102,26 @@ func (s *session) putBuf(b []byte) {
 }
 
 // drain reads and dispatches the requests waiting on /dev/fuse, at most
-// readBatch of them; true if it stopped with more possibly waiting.
+// readLimit of them; true if it stopped with more possibly waiting.
+//
+// The limit adapts. At queue depth 1 each wake brings one request, and the
+// read after it can only say EAGAIN: done before the backend is flushed,
+// that read would sit on the request's critical path. So a drain that
+// found at most one request reads just one next time, returning to the
+// loop, which flushes the backend (and, for an op that completes at once,
+// replies) before the next drain's read. A drain that stopped at its limit
+// doubles it, up to readBatch, so a flood is still read in batches.
 func (s *session) drain() bool {
-	for i := 0; i < readBatch; i++ {
+	got := 0
+	defer func() {
+		switch {
+		case got >= s.readLimit:
+			s.readLimit = min(2*s.readLimit, readBatch)
+		case got <= 1:
+			s.readLimit = 1
+		}
+	}()
+	for ; got < s.readLimit; got++ {
 		if s.closed {
 			return false
 		}

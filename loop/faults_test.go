@@ -33,7 +33,8 @@ func TestParseFaults(t *testing.T) {
 func TestFaultsFailChosenKindOnly(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
-			cfg := Config{Backend: b, Workers: 2, Faults: []Fault{{Kind: aio.OpRead, Errno: unix.EIO}}}
+			cfg := testConfig(b)
+			cfg.Workers, cfg.Faults = 2, []Fault{{Kind: aio.OpRead, Errno: unix.EIO}}
 			if b == "uring-ringwait" {
 				t.Skip("same injection path as uring")
 			}

@@ -44,6 +44,11 @@ type Config struct {
 	// io_uring runs the completion work of punted ops on the thread that
 	// submitted them; a loop that stays on that thread is the one woken.
 	LockThread bool
+	// Spin is how long the loop polls (epoll_wait with timeout 0, and its
+	// queue and backend) before it sleeps after a turn that did work
+	// (Poll only; 0: never). A loop still on-CPU when the next request or
+	// completion arrives needs no wakeup (spin.go).
+	Spin time.Duration
 	// Faults is test-only fault injection (see Fault).
 	Faults []Fault
 	// StallThreshold: a single event or continuation holding the loop
@@ -74,6 +79,7 @@ type Loop struct {
 	poller   *pollWaiter // Config.Poll
 	sources  []*source   // watched descriptors (poller.go)
 	lockOS   bool
+	spin     time.Duration
 	faults   map[aio.Kind]*Fault // test-only; nil in production
 }
 
@@ -103,7 +109,7 @@ func New(cfg Config) (*Loop, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.poller, l.lockOS = pw, cfg.LockThread
+		l.poller, l.lockOS, l.spin = pw, cfg.LockThread, cfg.Spin
 		acfg.NotifyFd = pw.efd
 	}
 	b, err := aio.New(acfg, func(msg string) { l.log.Warn(msg) })
@@ -205,7 +211,7 @@ func (l *Loop) Run() error {
 			l.stats.Busy += time.Since(start)
 			break
 		}
-		if l.yieldBeforeSleep() {
+		if l.yieldBeforeSleep() || l.spinBeforeSleep() {
 			l.stats.Busy += time.Since(start)
 			continue
 		}

@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,11 +13,7 @@ import (
 // startLoop runs a loop on the named backend and stops it at cleanup.
 func startLoop(t testing.TB, backend string) *Loop {
 	t.Helper()
-	cfg := Config{Backend: backend, Workers: 4}
-	if backend == "uring-ringwait" {
-		cfg.Backend, cfg.WaitInRing = "uring", true
-	}
-	l, err := New(cfg)
+	l, err := New(testConfig(backend))
 	if err != nil {
 		t.Fatalf("New(%s): %v", backend, err)
 	}
@@ -36,8 +33,43 @@ func startLoop(t testing.TB, backend string) *Loop {
 	return l
 }
 
-// backends: every backend, and uring with both wait designs.
-var backends = []string{"pool", "sync", "uring", "uring-ringwait"}
+// testConfig is the loop configuration of a name in backends.
+func testConfig(backend string) Config {
+	cfg := Config{Backend: backend, Workers: 4}
+	switch backend {
+	case "uring-ringwait":
+		cfg.Backend, cfg.WaitInRing = "uring", true
+	case "pool-spin", "uring-spin":
+		cfg.Backend, cfg.Poll, cfg.Spin = strings.TrimSuffix(backend, "-spin"), true, 200*time.Microsecond
+	}
+	return cfg
+}
+
+// backends: every backend, uring with both channel-era wait designs, and
+// the poll waiter (the FUSE transport's) with a spin before sleeping.
+var backends = []string{"pool", "sync", "uring", "uring-ringwait", "pool-spin", "uring-spin"}
+
+// TestSpinIsBounded: a spinning loop still goes to sleep once idle, and
+// spends about Spin (not the whole idle time) busy.
+func TestSpinIsBounded(t *testing.T) {
+	for _, b := range []string{"pool-spin", "uring-spin"} {
+		t.Run(b, func(t *testing.T) {
+			l := startLoop(t, b)
+			done := make(chan struct{})
+			l.Post("op", func() { l.Submit(aio.Nop(), func(int64) { close(done) }) })
+			<-done
+			s1 := l.Snapshot()
+			time.Sleep(100 * time.Millisecond)
+			s2 := l.Snapshot()
+			if s2.Waits <= s1.Waits {
+				t.Errorf("the loop did not sleep in 100 ms of idleness (waits %d → %d)", s1.Waits, s2.Waits)
+			}
+			if busy := s2.Busy - s1.Busy; busy > 50*time.Millisecond {
+				t.Errorf("busy %v of 100 ms idle: the spin (200 µs) is not bounded", busy)
+			}
+		})
+	}
+}
 
 func TestPostFromManyGoroutines(t *testing.T) {
 	for _, b := range backends {

@@ -64,8 +64,12 @@ func (p *pollWaiter) add(fd int) error {
 
 // Sleep waits until the eventfd or a source is readable and marks the
 // readable sources ready.
-func (p *pollWaiter) Sleep() {
-	n, err := unix.EpollWait(p.epfd, p.events, -1)
+func (p *pollWaiter) Sleep() { p.poll(-1) }
+
+// poll is one epoll_wait (timeout in ms, -1: forever); it marks the
+// readable sources ready.
+func (p *pollWaiter) poll(timeout int) {
+	n, err := unix.EpollWait(p.epfd, p.events, timeout)
 	if err != nil {
 		return // EINTR: the loop turns and sleeps again
 	}

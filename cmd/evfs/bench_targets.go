@@ -53,6 +53,12 @@ var benchTargetList = []benchTargetInfo{
 		Desc: "evfs mount --backend pool --transport gofuse"},
 	{Name: "evfs-uring-locked", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--lock-thread"}, Optional: true,
 		Desc: "evfs mount --backend uring --lock-thread (loop pinned to its OS thread)"},
+	{Name: "evfs-uring-spin", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--spin=100us"}, Optional: true,
+		Desc: "evfs mount --backend uring --spin 100us (the loop polls 100 µs before sleeping)"},
+	{Name: "evfs-pool-spin", Kind: "evfs", Backend: "pool", Extra: []string{"--transport=loop", "--spin=100us"}, Optional: true,
+		Desc: "evfs mount --backend pool --spin 100us"},
+	{Name: "evfs-sync-spin", Kind: "evfs", Backend: "sync", Extra: []string{"--transport=loop", "--spin=100us"}, Optional: true,
+		Desc: "evfs mount --backend sync --spin 100us"},
 	{Name: "passthrough_hp", Kind: "external", Optional: true,
 		Desc: "libfuse's example/passthrough_hp.cc, built by you, run as PATH --foreground --nocache (needs --passthrough-hp PATH; it sets its own kernel options: timeouts 0, splice, default_permissions)"},
 }

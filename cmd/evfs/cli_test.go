@@ -237,6 +237,40 @@ func TestBusyMountIsDetachedOnSignal(t *testing.T) {
 	}
 }
 
+// TestSecondSignalAbortsAtOnce: a busy mount would be served for
+// --shutdown-timeout after SIGTERM; a second SIGTERM aborts it at once,
+// without a second unmount attempt.
+func TestSecondSignalAbortsAtOnce(t *testing.T) {
+	backing, mnt := mkdirs(t)
+	cmd := serve(t, backing, mnt, "--backend", "pool", "--shutdown-timeout", "60s")
+	f, err := os.Create(filepath.Join(mnt, "held"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		t.Fatalf("daemon exited after one SIGTERM with a file open (%v); want it serving until the timeout", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("daemon still running 15 s after a second SIGTERM")
+	}
+	log := cmd.Stderr.(*bytes.Buffer).String()
+	if !strings.Contains(log, "second signal") || strings.Contains(log, "unmount failed") {
+		t.Errorf("daemon log after two signals:\n%s", log)
+	}
+	if ok, _ := isMountpoint(mnt); ok {
+		t.Error("still mounted")
+	}
+}
+
 // runEvfsAs runs the binary as an unprivileged uid.
 func runEvfsAs(t *testing.T, uid uint32, args ...string) (int, string) {
 	t.Helper()

@@ -29,6 +29,7 @@ func mountCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "asynchronous I/O backend: auto (uring if the kernel allows, else pool), uring, pool, or sync (runs syscalls on the loop; for comparison only)"},
 			&cli.StringFlag{Name: "transport", Value: "loop", Usage: "how FUSE requests reach the loop: loop (the loop polls /dev/fuse itself and writes the replies: no goroutine handoff) or gofuse (go-fuse's server goroutines hand each request to the loop: slower, the reference design)"},
+			&cli.DurationFlag{Name: "spin", Value: 0, Usage: "how long the loop keeps polling for the next request or completion before it sleeps (loop transport; 0: sleep at once). Trades CPU for wakeups: measured faster at queue depth 1 with --backend pool or sync, slower with uring (docs/BENCHMARKS.md)"},
 			&cli.BoolFlag{Name: "lock-thread", Usage: "pin the loop goroutine to one OS thread (loop transport only; an experiment: no gain measured so far)"},
 			&cli.IntFlag{Name: "workers", Value: 16, Usage: "worker goroutines of the pool backend (and of uring's fallback pool)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount; always implies default_permissions (kernel permission checks)"},
@@ -112,6 +113,7 @@ func mountAction(c *cli.Context) error {
 		ReadDirPlus:   c.Bool("readdirplus"),
 		Transport:     c.String("transport"),
 		LockThread:    c.Bool("lock-thread"),
+		Spin:          c.Duration("spin"),
 	}
 	cfg.StallThreshold = obs.loopStall()
 	if err := testHooks(&cfg); err != nil {
@@ -120,11 +122,19 @@ func mountAction(c *cli.Context) error {
 	var m *fs.Mount
 	var dev uint64
 	shutdownTimeout := c.Duration("shutdown-timeout")
+	signals := 0 // owned by the loop goroutine (OnSignal runs there)
 	cfg.OnSignal = func(sig os.Signal) {
-		// On the loop: unmounting waits for the kernel, so do it elsewhere.
-		if m != nil {
-			go shutdown(m, dev, shutdownTimeout, logger)
+		if m == nil {
+			return
 		}
+		// On the loop: unmounting waits for the kernel, so do it elsewhere.
+		if signals++; signals == 1 {
+			go shutdown(m, dev, shutdownTimeout, logger)
+			return
+		}
+		// A second signal: the user will not wait for open files.
+		logger.Warn("second signal: aborting the FUSE connection now", "signal", sig)
+		go abortDev(dev)
 	}
 	if path := c.String("cpuprofile"); path != "" {
 		stop, err := startCPUProfile(path)
