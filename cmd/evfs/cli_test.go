@@ -237,6 +237,30 @@ func TestBusyMountIsDetachedOnSignal(t *testing.T) {
 	}
 }
 
+// TestEarlySignalIsNotDropped: a SIGTERM that arrives while the mount is
+// already served but not yet handed to the signal handling (the window
+// EVFS_TEST_MOUNTED_DELAY widens) still unmounts. It used to be dropped,
+// and the daemon served on forever (seen once in CI).
+func TestEarlySignalIsNotDropped(t *testing.T) {
+	backing, mnt := mkdirs(t)
+	t.Setenv("EVFS_TEST_MOUNTED_DELAY", "2s")
+	cmd := serve(t, backing, mnt, "--backend", "pool")
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("daemon exit: %v\n%s", err, cmd.Stderr.(*bytes.Buffer).String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("daemon still running 15 s after a SIGTERM sent before it had the mount in hand")
+	}
+	if ok, _ := isMountpoint(mnt); ok {
+		t.Error("still mounted")
+	}
+}
+
 // TestSecondSignalAbortsAtOnce: a busy mount would be served for
 // --shutdown-timeout after SIGTERM; a second SIGTERM aborts it at once,
 // without a second unmount attempt.

@@ -119,23 +119,8 @@ func mountAction(c *cli.Context) error {
 	if err := testHooks(&cfg); err != nil {
 		return err
 	}
-	var m *fs.Mount
-	var dev uint64
-	shutdownTimeout := c.Duration("shutdown-timeout")
-	signals := 0 // owned by the loop goroutine (OnSignal runs there)
-	cfg.OnSignal = func(sig os.Signal) {
-		if m == nil {
-			return
-		}
-		// On the loop: unmounting waits for the kernel, so do it elsewhere.
-		if signals++; signals == 1 {
-			go shutdown(m, dev, shutdownTimeout, logger)
-			return
-		}
-		// A second signal: the user will not wait for open files.
-		logger.Warn("second signal: aborting the FUSE connection now", "signal", sig)
-		go abortDev(dev)
-	}
+	sigs := &signalState{timeout: c.Duration("shutdown-timeout"), logger: logger}
+	cfg.OnSignal = sigs.onSignal
 	if path := c.String("cpuprofile"); path != "" {
 		stop, err := startCPUProfile(path)
 		if err != nil {
@@ -143,11 +128,15 @@ func mountAction(c *cli.Context) error {
 		}
 		defer stop()
 	}
-	m, err = fs.NewMount(backingDir, mountpoint, cfg)
+	m, err := fs.NewMount(backingDir, mountpoint, cfg)
 	if err != nil {
 		return err
 	}
-	dev, _ = mountDev(mountpoint)
+	dev, _ := mountDev(mountpoint)
+	if d, err := time.ParseDuration(os.Getenv("EVFS_TEST_MOUNTED_DELAY")); err == nil {
+		time.Sleep(d) // test-only: widen the window in which a signal finds no mount yet
+	}
+	m.Loop.Post("mounted", func() { sigs.mounted(m, dev) })
 	obs.start(m)
 	logger.Info("mounted", "backing", backingDir, "mountpoint", mountpoint, "backend", m.Loop.Backend())
 	if err := m.Wait(); err != nil {
@@ -155,6 +144,45 @@ func mountAction(c *cli.Context) error {
 	}
 	logger.Info("unmounted", "mountpoint", mountpoint)
 	return nil
+}
+
+// signalState turns SIGINT/SIGTERM into shutdown steps: the first
+// unmounts (shutdown), a second aborts the connection at once. Owned by
+// the loop goroutine: OnSignal runs there, and the mount is handed over by
+// an event once NewMount has returned. A signal can come before that (the
+// mount is visible and served while NewMount still probes it); it is
+// acted on when the mount arrives, not dropped.
+type signalState struct {
+	m        *fs.Mount
+	dev      uint64
+	received int // signals so far
+	acted    int // signals acted on
+	timeout  time.Duration
+	logger   *slog.Logger
+}
+
+func (s *signalState) onSignal(sig os.Signal) {
+	s.received++
+	s.logger.Info("signal", "signal", sig)
+	s.act()
+}
+
+func (s *signalState) mounted(m *fs.Mount, dev uint64) {
+	s.m, s.dev = m, dev
+	s.act()
+}
+
+func (s *signalState) act() {
+	for s.m != nil && s.acted < s.received {
+		// On the loop: unmounting waits for the kernel, so do it elsewhere.
+		switch s.acted++; s.acted {
+		case 1:
+			go shutdown(s.m, s.dev, s.timeout, s.logger)
+		case 2: // the user will not wait for open files
+			s.logger.Warn("second signal: aborting the FUSE connection now")
+			go abortDev(s.dev)
+		}
+	}
 }
 
 // shutdown unmounts after SIGINT/SIGTERM. A busy mount (open files, a
@@ -180,6 +208,8 @@ func shutdown(m *fs.Mount, dev uint64, timeout time.Duration, logger *slog.Logge
 
 // testHooks reads test-only fault injection from the environment:
 // EVFS_TEST_DELAY_READ=NAME:DURATION delays reads of backing file NAME;
+// EVFS_TEST_MOUNTED_DELAY=DURATION waits that long, once mounted, before
+// the signal handling gets the mount (see signalState);
 // EVFS_TEST_FAULTS=KIND=ERRNO|delay:D,… fails or delays every backend op
 // of a kind (loop.ParseFaults), e.g. READ=EIO,WRITE=ENOSPC,OPENAT=EACCES.
 func testHooks(cfg *fs.Config) error {
