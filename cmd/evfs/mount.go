@@ -162,8 +162,7 @@ type signalState struct {
 }
 
 func (s *signalState) onSignal(sig os.Signal) {
-	s.received++
-	s.logger.Info("signal", "signal", sig)
+	s.received++ // the loop has logged it
 	s.act()
 }
 
