@@ -402,7 +402,11 @@ func (s *session) init(buf, in []byte, hdr *fuse.InHeader) bool {
 		fuse.CAP_MAX_PAGES | fuse.CAP_NO_OPEN_SUPPORT |
 		fuse.CAP_FLOCK_LOCKS | fuse.CAP_POSIX_LOCKS | fuse.CAP_AUTO_INVAL_DATA | fuse.CAP_HANDLE_KILLPRIV_V2)
 	if s.cfg.ReadDirPlus {
-		want |= fuse.CAP_READDIRPLUS
+		// AUTO, as libfuse does by default: the kernel asks for
+		// READDIRPLUS at the start of a listing and after lookups in the
+		// directory (ls -l), plain READDIR otherwise (ls, find), which
+		// spares a statx per entry nobody will look at.
+		want |= fuse.CAP_READDIRPLUS | fuse.CAP_READDIRPLUS_AUTO
 	}
 	if s.cfg.Writeback {
 		want |= fuse.CAP_WRITEBACK_CACHE

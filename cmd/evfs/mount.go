@@ -36,7 +36,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "read-only", Usage: "mount read-only"},
 			&cli.DurationFlag{Name: "entry-timeout", Value: fs.DefaultEntryTimeout, Usage: "how long the kernel may cache name lookups"},
 			&cli.DurationFlag{Name: "attr-timeout", Value: fs.DefaultAttrTimeout, Usage: "how long the kernel may cache attributes"},
-			&cli.BoolFlag{Name: "readdirplus", Value: true, Usage: "answer READDIRPLUS (names with attributes in one request)"},
+			&cli.BoolFlag{Name: "readdirplus", Value: true, Usage: "answer READDIRPLUS (names with attributes in one request); the kernel uses it at the start of a listing and when lookups follow (READDIRPLUS_AUTO)"},
 			&cli.BoolFlag{Name: "cache-dir", Value: true, Usage: "let the kernel cache directory listings between opens"},
 			&cli.BoolFlag{Name: "writeback-cache", Usage: "let the kernel buffer writes (faster small writes; data reaches the backing fs later)"},
 			&cli.IntFlag{Name: "max-write", Value: fs.DefaultMaxWrite, Usage: "largest READ/WRITE request in bytes"},
