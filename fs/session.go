@@ -112,25 +112,29 @@ func (s *session) putBuf(b []byte) {
 // replies) before the next drain's read. A drain that stopped at its limit
 // doubles it, up to readBatch, so a flood is still read in batches.
 func (s *session) drain() bool {
-	got := 0
-	defer func() {
-		switch {
-		case got >= s.readLimit:
-			s.readLimit = min(2*s.readLimit, readBatch)
-		case got <= 1:
-			s.readLimit = 1
-		}
-	}()
-	for ; got < s.readLimit; got++ {
+	got, more := s.readRequests(s.readLimit)
+	switch {
+	case more:
+		s.readLimit = min(2*s.readLimit, readBatch)
+	case got <= 1:
+		s.readLimit = 1
+	}
+	return more
+}
+
+// readRequests reads and dispatches up to limit requests; more is true if
+// it stopped at the limit.
+func (s *session) readRequests(limit int) (got int, more bool) {
+	for ; got < limit; got++ {
 		if s.closed {
-			return false
+			return got, false
 		}
 		buf := s.getBuf()
 		if buf == nil {
 			// Out of memory: the device stays readable, so the loop
 			// comes back here after its next wait.
 			s.log.Error("cannot allocate a request buffer", "size", s.bufSize)
-			return false
+			return got, false
 		}
 		n, err := unix.Read(s.fd, buf[inOff:])
 		if err == nil && n == 0 {
@@ -141,16 +145,16 @@ func (s *session) drain() bool {
 			s.dispatch(buf, buf[inOff:inOff+n])
 		case unix.EAGAIN:
 			s.putBuf(buf)
-			return false
+			return got, false
 		case unix.EINTR, unix.ENOENT: // ENOENT: interrupted before we read it
 			s.putBuf(buf)
 		default: // ENODEV: unmounted or aborted
 			s.putBuf(buf)
 			s.end(err)
-			return false
+			return got, false
 		}
 	}
-	return true
+	return got, true
 }
 
 // newRequest takes a request from the free list for the input in buf.

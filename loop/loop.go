@@ -45,8 +45,7 @@ type Config struct {
 	// submitted them; a loop that stays on that thread is the one woken.
 	LockThread bool
 	// Spin is how long the loop polls (epoll_wait with timeout 0, and its
-	// queue and backend) before it sleeps after a turn that did work
-	// (Poll only; 0: never). A loop still on-CPU when the next request or
+	// queue and backend) before each sleep (Poll only; 0: never). A loop still on-CPU when the next request or
 	// completion arrives needs no wakeup (spin.go).
 	Spin time.Duration
 	// Faults is test-only fault injection (see Fault).
