@@ -6,33 +6,73 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// nowait is the non-blocking first attempt at a read. A read the kernel
-// can serve without waiting — a page-cache hit on a file system with
-// RWF_NOWAIT support (ext4, xfs, btrfs) — is done on the spot with
-// preadv2(RWF_NOWAIT). That is the very attempt io_uring makes inline on
-// the submitting thread, without the ring round trip, and it cannot block:
-// a read that would (data not cached, a lock held) fails with EAGAIN and
-// goes to the backend proper. Only whole reads are taken; a short one may
-// be a partial cache hit and is redone by the backend.
+// nowait is the non-blocking first attempt. Some ops the kernel can do
+// without ever waiting; those are done on the spot, in Submit, with no
+// trip to a worker or the ring — the very attempt io_uring makes inline
+// on the submitting thread before it punts an op to its io-wq threads.
+// Each attempt either completes the op or gives up before doing
+// anything, and the op then goes to the backend proper:
 //
-// File systems without RWF_NOWAIT (tmpfs) answer EOPNOTSUPP before doing
-// anything; their fds are remembered until closed, so the attempt costs
-// one syscall per open file there. io_uring cannot read such files inline
-// either: it punts every read to an io-wq thread, so the uring backend
-// sends them to its pool, which is cheaper here (docs/URING.md).
+//   - reads, with preadv2(RWF_NOWAIT): a page-cache hit on a file system
+//     with RWF_NOWAIT support (ext4, xfs, btrfs). A read that would wait
+//     (data not cached, a lock held) fails with EAGAIN. Only whole reads
+//     are taken; a short one may be a partial cache hit and is redone.
+//     File systems without RWF_NOWAIT (tmpfs) answer EOPNOTSUPP at once;
+//     their fds are remembered until closed, so the attempt costs one
+//     syscall per open file there. (io_uring cannot read such files
+//     inline either: it punts every read to io-wq, so the uring backend
+//     sends them to its pool, which is cheaper here: docs/URING.md.)
+//   - O_PATH opens, with openat2(RESOLVE_CACHED): the name must resolve
+//     from the dentry cache alone, or the kernel answers EAGAIN before
+//     doing anything; an O_PATH open calls no file system open method.
+//     (io_uring's inline openat uses the same LOOKUP_CACHED mode.)
+//   - statx of an fd the submitter vouches for (Op.Resident): the
+//     inode is open, so no name is looked up, and on a local file system
+//     getattr copies fields of the in-memory inode. io_uring always punts
+//     STATX (it cannot know the file system); evfs knows it (the fs
+//     package decides, per node, from the backing file system's type).
+//   - the close of a spare O_PATH fd the submitter vouches for: an O_PATH
+//     file has no flush or release method and, with the inode held open
+//     elsewhere, its last reference frees no inode, so no file system
+//     work can follow.
 //
 // Owned by the loop goroutine, like the backend that embeds it.
 type nowait struct {
 	off         bool         // Config.NoNowait
 	unsupported map[int]bool // fds whose file system refuses RWF_NOWAIT
-	hits        uint64
+	noOpenat2   bool         // the kernel has no openat2 (before 5.6)
+	hits        uint64       // ops completed on the spot
 }
 
 // try attempts op without blocking; done reports whether res is its
-// result. Only plain reads at an offset are tried; fault-injected ops
-// never are.
+// result. Fault-injected ops are never tried.
 func (n *nowait) try(op *Op) (res int64, done bool) {
-	if n.off || op.Kind != OpRead || op.Off < 0 || len(op.Buf) == 0 || op.Delay != 0 || op.Fail != 0 || n.unsupported[op.Fd] {
+	if n.off || op.Delay != 0 || op.Fail != 0 {
+		return 0, false
+	}
+	switch op.Kind {
+	case OpRead:
+		res, done = n.read(op)
+	case OpOpenat:
+		res, done = n.openCached(op)
+	case OpStatx:
+		if op.Resident && op.Path == "" && op.Flags&unix.AT_EMPTY_PATH != 0 {
+			res, done = result(0, unix.Statx(op.Fd, "", int(op.Flags), int(op.Mask), &op.Stat)), true
+		}
+	case OpClose:
+		if op.Resident {
+			res, done = result(0, unix.Close(op.Fd)), true
+		}
+	}
+	if done {
+		n.hits++
+	}
+	return res, done
+}
+
+// read is the RWF_NOWAIT attempt at a plain read at an offset.
+func (n *nowait) read(op *Op) (int64, bool) {
+	if op.Off < 0 || len(op.Buf) == 0 || n.unsupported[op.Fd] {
 		return 0, false
 	}
 	iov := unix.Iovec{Base: &op.Buf[0]}
@@ -49,8 +89,42 @@ func (n *nowait) try(op *Op) (res int64, done bool) {
 	case e != 0 || int(r) != len(op.Buf):
 		return 0, false // would block, or short: the backend does it
 	}
-	n.hits++
 	return int64(r), true
+}
+
+// resolveCached is RESOLVE_CACHED from linux/openat2.h (5.12+; x/sys
+// lacks the name).
+const resolveCached = 0x20
+
+// openCached is the dentry-cache-only attempt at an O_PATH open. Any
+// answer but EAGAIN is the open's result: a cached negative dentry gives
+// ENOENT as surely as the slow path would.
+func (n *nowait) openCached(op *Op) (int64, bool) {
+	const creates = unix.O_CREAT | unix.O_TRUNC | unix.O_TMPFILE
+	if n.noOpenat2 || op.Flags&unix.O_PATH == 0 || op.Flags&creates != 0 {
+		return 0, false
+	}
+	fd, err := unix.Openat2(op.Fd, op.Path, &unix.OpenHow{
+		Flags: uint64(op.Flags) | unix.O_CLOEXEC, Resolve: op.Resolve | resolveCached})
+	switch err {
+	case unix.EAGAIN:
+		return 0, false
+	case unix.ENOSYS, unix.EINVAL: // no openat2, or no RESOLVE_CACHED (5.6–5.11)
+		n.noOpenat2 = true
+		return 0, false
+	}
+	return result(int64(fd), err), true
+}
+
+// result turns a syscall's (value, error) into an op result.
+func result(v int64, err error) int64 {
+	if err == nil {
+		return v
+	}
+	if e, ok := err.(unix.Errno); ok {
+		return -int64(e)
+	}
+	return -int64(unix.EIO)
 }
 
 // blocksOn reports whether reads of fd are known to be unable to go

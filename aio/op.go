@@ -119,6 +119,17 @@ type Op struct {
 	Flags uint32
 	Mode  uint32
 	Mask  uint32 // statx mask, fcntl command, or flock operation
+	// Resolve holds openat2 RESOLVE_* flags for OpOpenat (0: plain
+	// openat semantics).
+	Resolve uint64
+	// Resident is the submitter's word that this op touches only
+	// in-memory state of an inode that stays open whatever the op does,
+	// on a file system that keeps such state resident (a local one:
+	// tmpfs, ext4, xfs, btrfs). Backends then run it on the spot
+	// (nowait.go). It is honoured for two ops: a statx of an fd
+	// (AT_EMPTY_PATH, no name), and the close of a spare O_PATH fd whose
+	// inode another fd keeps open.
+	Resident bool
 	Uid   uint32
 	Gid   uint32
 	Dev   uint64

@@ -44,8 +44,26 @@ func Openat(dirfd int, name string, flags int, mode uint32) *Op {
 	return &Op{Kind: OpOpenat, Fd: dirfd, Path: name, Flags: uint32(flags), Mode: mode}
 }
 
+// Openat2 is Openat with openat2 resolve flags (unix.RESOLVE_*).
+func Openat2(dirfd int, name string, flags int, mode uint32, resolve uint64) *Op {
+	return &Op{Kind: OpOpenat, Fd: dirfd, Path: name, Flags: uint32(flags), Mode: mode, Resolve: resolve}
+}
+
 // Close closes fd.
 func Close(fd int) *Op { return &Op{Kind: OpClose, Fd: fd} }
+
+// CloseSpare closes an O_PATH fd for a caller that vouches the inode
+// stays open through another fd (see Op.Resident): closing it then only
+// drops references, and backends may run it on the spot.
+func CloseSpare(fd int) *Op { return &Op{Kind: OpClose, Fd: fd, Resident: true} }
+
+// StatxResident is Statx of fd itself for a caller that vouches for the
+// file system (see Op.Resident): backends may run it on the spot.
+func StatxResident(fd int, flags int) *Op {
+	op := Statx(fd, "", flags|unix.AT_EMPTY_PATH)
+	op.Resident = true
+	return op
+}
 
 // Statx stats name relative to dirfd into op.Stat.
 func Statx(dirfd int, name string, flags int) *Op {

@@ -270,7 +270,10 @@ func (u *Uring) useRing(id uint64, op *Op) bool {
 		return op.Off >= 0 && len(op.Buf) <= math.MaxInt32
 	case OpReadv, OpWritev:
 		return op.Off >= 0
-	case OpOpenat, OpStatx, OpUnlinkat, OpMkdirat:
+	case OpOpenat:
+		// openat2's resolve flags need IORING_OP_OPENAT2; the pool has them.
+		return cstrOK(op.Path) && op.Resolve == 0
+	case OpStatx, OpUnlinkat, OpMkdirat:
 		return cstrOK(op.Path)
 	case OpFgetxattr, OpFsetxattr:
 		return cstrOK(op.Path) && len(op.Buf) <= math.MaxInt32

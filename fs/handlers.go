@@ -153,35 +153,48 @@ func (h *handlers) entryTimeouts(out *fuse.EntryOut) {
 // tied to r (so an INTERRUPT can cancel them) and failures answering r.
 func (h *handlers) lookupName(r *request, parent *backing.Node, name string, out *fuse.EntryOut, done func(*backing.Node)) {
 	run := func(op *aio.Op, k func(int64)) { h.submit(r, op, k) }
-	h.resolve(run, parent, name, true, out, done, r.fail)
+	h.resolve(run, parent, name, out, done, r.fail)
 }
 
-// resolve maps parent/name to a node and fills out. Most lookups are of
-// inodes the kernel already knows (entry timeouts of 0, hard links), so
-// with tryKnown it starts with statx(parent, name): a known inode needs
-// no new fd. An unknown one costs openat(O_PATH|O_NOFOLLOW) → statx of
-// that fd (race-free identity) → register. run submits one op; fail
-// receives a negative result, after any fd opened on the way is closed.
-// Shared by LOOKUP/LINK (lookupName) and READDIRPLUS (lookupQuiet).
-func (h *handlers) resolve(run func(*aio.Op, func(int64)), parent *backing.Node, name string, tryKnown bool,
+// resolve maps parent/name to a node and fills out (LOOKUP, LINK). run
+// submits one op; fail receives a negative result, after any fd opened
+// on the way is closed.
+//
+// On a resident parent (resident.go) it opens the name first,
+// openat2(O_PATH|O_NOFOLLOW, RESOLVE_NO_XDEV), and stats the new fd: the
+// open resolves from the dentry cache on the spot when it can and the
+// statx of a resident inode always does, so a lookup usually never
+// leaves the loop; an inode the table already holds leaves a spare fd,
+// closed on the spot too. A mount point answers EXDEV (a kernel without
+// openat2, ENOSYS) and takes the general path, as does every name under
+// a parent that is not resident.
+func (h *handlers) resolve(run func(*aio.Op, func(int64)), parent *backing.Node, name string,
 	out *fuse.EntryOut, done func(*backing.Node), fail func(int64)) {
 	done = h.named(parent.ID, name, done)
+	if !h.resident(parent) {
+		h.resolvePath(run, parent, name, true, out, done, fail)
+		return
+	}
+	run(aio.Openat2(parent.Fd, name, unix.O_PATH|unix.O_NOFOLLOW, 0, unix.RESOLVE_NO_XDEV), func(res int64) {
+		if res == -int64(unix.EXDEV) || res == -int64(unix.ENOSYS) {
+			h.resolvePath(run, parent, name, true, out, done, fail)
+			return
+		}
+		h.statNew(run, parent, res, out, done, fail)
+	})
+}
+
+// resolvePath is resolve for names that may be on another file system,
+// and READDIRPLUS's lookup (lookupQuiet). Most lookups are of inodes the kernel already knows (entry timeouts of
+// 0, hard links), so with tryKnown it starts with statx(parent, name): a
+// known inode needs no new fd. An unknown one costs
+// openat(O_PATH|O_NOFOLLOW) → statx of that fd (race-free identity) →
+// register.
+func (h *handlers) resolvePath(run func(*aio.Op, func(int64)), parent *backing.Node, name string, tryKnown bool,
+	out *fuse.EntryOut, done func(*backing.Node), fail func(int64)) {
 	open := func() {
 		run(aio.Openat(parent.Fd, name, unix.O_PATH|unix.O_NOFOLLOW, 0), func(res int64) {
-			if res < 0 {
-				fail(res)
-				return
-			}
-			fd := int(res)
-			st := aio.Statx(fd, "", statFlags)
-			run(st, func(res int64) {
-				if res < 0 {
-					h.closeFd(fd)
-					fail(res)
-					return
-				}
-				h.register(fd, &st.Stat, out, done)
-			})
+			h.statNew(run, nil, res, out, done, fail)
 		})
 	}
 	if !tryKnown {
@@ -203,12 +216,33 @@ func (h *handlers) resolve(run func(*aio.Op, func(int64)), parent *backing.Node,
 	})
 }
 
+// statNew takes the result of an O_PATH open (an fd, or -errno) and
+// registers it: statx of the fd (resident when fsOf, the node whose file
+// system the fd is known to be on, is) → register.
+func (h *handlers) statNew(run func(*aio.Op, func(int64)), fsOf *backing.Node, res int64,
+	out *fuse.EntryOut, done func(*backing.Node), fail func(int64)) {
+	if res < 0 {
+		fail(res)
+		return
+	}
+	fd := int(res)
+	st := h.statFd(fsOf, fd)
+	run(st, func(res int64) {
+		if res < 0 {
+			h.closeFd(fd)
+			fail(res)
+			return
+		}
+		h.register(fsOf, fd, &st.Stat, out, done)
+	})
+}
+
 // newNode registers an inode a handler just created, open at fd
 // (O_PATH), and fills out: statx → [chown to the caller → restore set-id
 // bits → statx] → register. The inode must belong to the requesting
 // uid/gid rather than to the daemon; mode is what it was created with.
-func (h *handlers) newNode(r *request, fd int, mode uint32, out *fuse.EntryOut, done func(*backing.Node)) {
-	st := aio.Statx(fd, "", statFlags)
+func (h *handlers) newNode(r *request, parent *backing.Node, fd int, mode uint32, out *fuse.EntryOut, done func(*backing.Node)) {
+	st := h.statFd(parent, fd)
 	h.submit(r, st, func(res int64) {
 		if res < 0 {
 			h.closeFd(fd)
@@ -217,16 +251,16 @@ func (h *handlers) newNode(r *request, fd int, mode uint32, out *fuse.EntryOut, 
 		}
 		uid, gid := r.caller()
 		if uid == h.euid && gid == h.egid {
-			h.register(fd, &st.Stat, out, done)
+			h.register(parent, fd, &st.Stat, out, done)
 			return
 		}
-		h.chownNew(r, fd, &st.Stat, mode, out, done)
+		h.chownNew(r, parent, fd, &st.Stat, mode, out, done)
 	})
 }
 
 // chownNew gives a just-created inode to the caller. A group inherited
 // from a set-group-ID directory is kept, as the native fs would.
-func (h *handlers) chownNew(r *request, fd int, st *unix.Statx_t, mode uint32, out *fuse.EntryOut, done func(*backing.Node)) {
+func (h *handlers) chownNew(r *request, parent *backing.Node, fd int, st *unix.Statx_t, mode uint32, out *fuse.EntryOut, done func(*backing.Node)) {
 	uid, gid := r.caller()
 	if st.Gid != h.egid {
 		gid = ^uint32(0)
@@ -239,13 +273,13 @@ func (h *handlers) chownNew(r *request, fd int, st *unix.Statx_t, mode uint32, o
 			return
 		}
 		restat := func() {
-			st2 := aio.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
+			st2 := h.statFd(parent, fd)
 			h.submit(r, st2, func(res int64) {
 				if res < 0 {
 					fail(res)
 					return
 				}
-				h.register(fd, &st2.Stat, out, done)
+				h.register(parent, fd, &st2.Stat, out, done)
 			})
 		}
 		// chown clears set-id bits; put back the ones the caller asked for.
@@ -263,11 +297,15 @@ func (h *handlers) chownNew(r *request, fd int, st *unix.Statx_t, mode uint32, o
 	})
 }
 
-func (h *handlers) register(fd int, st *unix.Statx_t, out *fuse.EntryOut, done func(*backing.Node)) {
+func (h *handlers) register(fsOf *backing.Node, fd int, st *unix.Statx_t, out *fuse.EntryOut, done func(*backing.Node)) {
 	n, dup := h.nodes.Add(fd, backing.KeyOf(st), uint32(st.Mode)&unix.S_IFMT)
-	if dup {
+	switch {
+	case dup && fsOf != nil && h.resident(fsOf):
+		// The node's own fd keeps the inode open (resident.go).
+		h.loop.Submit(aio.CloseSpare(fd), func(int64) {})
+	case dup:
 		h.closeFd(fd)
-	} else {
+	default:
 		h.maybeEvict()
 	}
 	h.fillEntry(n, st, out)
@@ -314,4 +352,13 @@ type Options struct {
 	TestDelayRead string
 	TestDelay     time.Duration
 	testDelayIno  uint64
+
+	// NoResident sends every statx to the backend even on a resident
+	// file system (resident.go): for measuring what the inline statx
+	// saves, and for tests of the general path.
+	NoResident bool
+
+	// residentRoot: the backing root's file system is resident
+	// (resident.go). Set by NewMount.
+	residentRoot bool
 }

@@ -78,7 +78,8 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 		cfg.MaxBackground = DefaultMaxBackground
 	}
 	// Deliberate exception to "every backing syscall goes through aio":
-	// these three (open the root, stat it, resolve the test hook's file)
+	// these four (open the root, stat it, statfs it, resolve the test
+	// hook's file)
 	// run in NewMount before the loop goroutine exists, so they cannot
 	// hold up any request.
 	rootFd, err := unix.Open(backingDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -89,6 +90,10 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	if err := unix.Statx(rootFd, "", unix.AT_EMPTY_PATH, aio.StatxMask, &st); err != nil {
 		unix.Close(rootFd)
 		return nil, fmt.Errorf("stat backing directory %s: %w", backingDir, err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(rootFd, &sfs); err == nil {
+		cfg.residentRoot = residentFS(sfs.Type) && !cfg.NoResident
 	}
 	if cfg.TestDelayRead != "" {
 		var dst unix.Stat_t

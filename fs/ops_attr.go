@@ -29,25 +29,22 @@ const statFlags = unix.AT_EMPTY_PATH | unix.AT_SYMLINK_NOFOLLOW
 
 // GetAttr: statx on the handle's fd if one is given, else the node's.
 func (h *handlers) GetAttr(r *request, in *fuse.GetAttrIn, out *fuse.AttrOut) {
-	fd := -1
+	n := h.node(r, in.NodeId)
+	if n == nil {
+		return
+	}
+	fd := n.Fd
 	if in.Flags()&fuse.FUSE_GETATTR_FH != 0 {
 		if hd := h.handles.Get(in.Fh()); hd != nil {
 			fd = hd.Fd
 		}
 	}
-	if fd < 0 {
-		n := h.node(r, in.NodeId)
-		if n == nil {
-			return
-		}
-		fd = n.Fd
-	}
-	h.statInto(r, fd, out)
+	h.statInto(r, n, fd, out)
 }
 
-// statInto: statx(fd) → AttrOut → reply.
-func (h *handlers) statInto(r *request, fd int, out *fuse.AttrOut) {
-	st := aio.Statx(fd, "", statFlags)
+// statInto: statx(fd, an open inode of node n) → AttrOut → reply.
+func (h *handlers) statInto(r *request, n *backing.Node, fd int, out *fuse.AttrOut) {
+	st := h.statFd(n, fd)
 	h.then(r, st, func(int64) {
 		backing.FillAttr(&out.Attr, &st.Stat)
 		out.SetTimeout(h.opts.AttrTimeout)
@@ -107,10 +104,10 @@ func (h *handlers) SetAttr(r *request, in *fuse.SetAttrIn, out *fuse.AttrOut) {
 	_, modeSet := in.GetMode()
 	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 && !modeSet {
 		// An unprivileged truncate (see killSuidgid).
-		h.sequence(r, steps, func() { h.killSuidgid(r, fd, func() { h.statInto(r, fd, out) }) })
+		h.sequence(r, steps, func() { h.killSuidgid(r, fd, func() { h.statInto(r, n, fd, out) }) })
 		return
 	}
-	h.sequence(r, steps, func() { h.statInto(r, fd, out) })
+	h.sequence(r, steps, func() { h.statInto(r, n, fd, out) })
 }
 
 // setattrTimes turns SETATTR's time fields into utimensat's argument.

@@ -68,7 +68,7 @@ func (h *handlers) Create(r *request, in *fuse.CreateIn, name string, out *fuse.
 		// Whichever later step fails, the open file is closed.
 		r.undo = func() { h.closeFd(fd) }
 		h.then(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(fd), unix.O_PATH, 0), func(pathFd int64) {
-			h.newNode(r, int(pathFd), in.Mode, &out.EntryOut, h.named(parent.ID, name, func(n *backing.Node) {
+			h.newNode(r, parent, int(pathFd), in.Mode, &out.EntryOut, h.named(parent.ID, name, func(n *backing.Node) {
 				r.undo = nil // the handle owns fd now
 				hd := h.handles.Add(fd, n.ID, false)
 				hd.DelayReads = n.TestDelayReads

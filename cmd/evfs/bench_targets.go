@@ -34,6 +34,7 @@ type benchTargetInfo struct {
 	Backend     string   // evfs: the --backend
 	Passthrough bool     // loopback: kernel FUSE passthrough allowed
 	Extra       []string // evfs: more mount flags
+	Env         []string // more environment for the child (NAME=value)
 	Desc        string
 	Optional    bool   // not in the default --targets
 	Exe         string // external: the program to run (from a flag)
@@ -59,6 +60,12 @@ var benchTargetList = []benchTargetInfo{
 		Desc: "evfs mount --backend pool --spin 100us"},
 	{Name: "evfs-sync-spin", Kind: "evfs", Backend: "sync", Extra: []string{"--transport=loop", "--spin=100us"}, Optional: true,
 		Desc: "evfs mount --backend sync --spin 100us"},
+	{Name: "evfs-uring-p1", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop"}, Env: []string{"GOMAXPROCS=1"}, Optional: true,
+		Desc: "evfs mount --backend uring with GOMAXPROCS=1 (one P: no idle P for the Go scheduler to wake)"},
+	{Name: "evfs-pool-p1", Kind: "evfs", Backend: "pool", Extra: []string{"--transport=loop"}, Env: []string{"GOMAXPROCS=1"}, Optional: true,
+		Desc: "evfs mount --backend pool with GOMAXPROCS=1"},
+	{Name: "evfs-uring-noresident", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--resident-stat=false"}, Optional: true,
+		Desc: "evfs mount --backend uring --resident-stat=false (every statx and open goes to the backend)"},
 	{Name: "passthrough_hp", Kind: "external", Optional: true,
 		Desc: "libfuse's example/passthrough_hp.cc, built by you, run as PATH --foreground --nocache (needs --passthrough-hp PATH; it sets its own kernel options: timeouts 0, splice, default_permissions)"},
 }
@@ -205,7 +212,7 @@ func (t *benchTarget) start(exe string, k benchKernel, workers int, timeout time
 	}
 	cmd := exec.Command(t.program(exe), t.childArgs(k, workers)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = benchChildEnv()
+	cmd.Env = append(benchChildEnv(), t.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid: true, // a terminal's Ctrl-C reaches the bench only; it stops the children itself
 		// If the bench dies without cleaning up, the child unmounts itself.

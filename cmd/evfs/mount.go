@@ -29,6 +29,7 @@ func mountCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "asynchronous I/O backend: auto (uring if the kernel allows, else pool), uring, pool, or sync (runs syscalls on the loop; for comparison only)"},
 			&cli.StringFlag{Name: "transport", Value: "loop", Usage: "how FUSE requests reach the loop: loop (the loop polls /dev/fuse itself and writes the replies: no goroutine handoff) or gofuse (go-fuse's server goroutines hand each request to the loop: slower, the reference design)"},
+			&cli.BoolFlag{Name: "resident-stat", Value: true, Usage: "on a local backing file system (tmpfs, ext4, xfs, btrfs, f2fs) the loop stats open inodes itself and tries dentry-cache-only opens, instead of handing each to a worker: those calls read memory and cannot wait for I/O (docs/DESIGN.md); false sends them to the backend like every other op"},
 			&cli.DurationFlag{Name: "spin", Value: 0, Usage: "how long the loop keeps polling for the next request or completion before it sleeps (loop transport; 0: sleep at once). Trades CPU for wakeups: measured faster at queue depth 1 with --backend pool or sync, slower with uring (docs/BENCHMARKS.md)"},
 			&cli.BoolFlag{Name: "lock-thread", Usage: "pin the loop goroutine to one OS thread (loop transport only; an experiment: no gain measured so far)"},
 			&cli.IntFlag{Name: "workers", Value: 16, Usage: "worker goroutines of the pool backend (and of uring's fallback pool)"},
@@ -104,6 +105,7 @@ func mountAction(c *cli.Context) error {
 			CacheDir:     c.Bool("cache-dir"),
 			Logger:       logger,
 			Debug:        c.Bool("debug"),
+			NoResident:   !c.Bool("resident-stat"),
 		},
 		Backend:       backend,
 		Workers:       c.Int("workers"),
