@@ -130,10 +130,10 @@ type Op struct {
 	// (AT_EMPTY_PATH, no name), and the close of a spare O_PATH fd whose
 	// inode another fd keeps open.
 	Resident bool
-	Uid   uint32
-	Gid   uint32
-	Dev   uint64
-	Times [2]unix.Timespec
+	Uid      uint32
+	Gid      uint32
+	Dev      uint64
+	Times    [2]unix.Timespec
 
 	Stat   unix.Statx_t
 	Statfs unix.Statfs_t
