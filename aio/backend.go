@@ -43,6 +43,7 @@ type Stats struct {
 	Submitted uint64
 	Completed uint64
 	Fallbacks uint64 // ops a uring backend sent to its pool
+	Inline    uint64 // ops completed on the spot, in Submit (nowait.go)
 	RingFull  uint64 // times the submission queue was full
 }
 

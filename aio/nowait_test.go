@@ -100,3 +100,102 @@ func TestNowaitOff(t *testing.T) {
 		t.Fatal("NoNowait: the read was served in Submit")
 	}
 }
+
+// TestNowaitResident: a statx of an fd marked Resident, and the close of
+// a spare fd, are done in Submit on pool and uring alike, with the same
+// result as the syscall; an unmarked statx is not.
+func TestNowaitResident(t *testing.T) {
+	for _, kind := range []string{"pool", "uring"} {
+		t.Run(kind, func(t *testing.T) {
+			h := newHarness(t, kind)
+			nw := nowaitOf(h.b)
+			path := filepath.Join(t.TempDir(), "f")
+			if err := os.WriteFile(path, make([]byte, 12345), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			fd := openFile(t, path, unix.O_PATH)
+			var want unix.Stat_t
+			if err := unix.Fstat(fd, &want); err != nil {
+				t.Fatal(err)
+			}
+			plain := Statx(fd, "", unix.AT_EMPTY_PATH)
+			if r := h.run(plain); r[0] != 0 || nw.hits != 0 {
+				t.Fatalf("plain statx: res %d, inline hits %d; want 0, 0", r[0], nw.hits)
+			}
+			res := StatxResident(fd, unix.AT_SYMLINK_NOFOLLOW)
+			if r := h.run(res); r[0] != 0 || nw.hits != 1 {
+				t.Fatalf("resident statx: res %d, inline hits %d; want 0, 1", r[0], nw.hits)
+			}
+			for _, op := range []*Op{plain, res} {
+				if op.Stat.Size != 12345 || op.Stat.Ino != want.Ino || op.Stat.Mode != uint16(want.Mode) {
+					t.Fatalf("statx: size %d ino %d mode %o; want 12345, %d, %o", op.Stat.Size, op.Stat.Ino, op.Stat.Mode, want.Ino, want.Mode)
+				}
+			}
+			if h.b.Stats().Inline != 1 {
+				t.Fatalf("Stats().Inline = %d, want 1", h.b.Stats().Inline)
+			}
+			spare, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := h.run(CloseSpare(spare)); r[0] != 0 || nw.hits != 2 {
+				t.Fatalf("spare close: res %d, inline hits %d; want 0, 2", r[0], nw.hits)
+			}
+			if _, err := unix.FcntlInt(uintptr(spare), unix.F_GETFD, 0); err != unix.EBADF {
+				t.Fatalf("spare fd still open after CloseSpare: %v", err)
+			}
+		})
+	}
+}
+
+// TestNowaitCachedOpen: an O_PATH open of a name in the dentry cache is
+// done in Submit (RESOLVE_CACHED) and yields the same inode; a cached
+// negative entry answers ENOENT; RESOLVE_NO_XDEV refuses a mount point
+// with EXDEV whichever path runs it; opens that may call a file system's
+// open method are never tried.
+func TestNowaitCachedOpen(t *testing.T) {
+	for _, kind := range []string{"pool", "uring"} {
+		t.Run(kind, func(t *testing.T) {
+			h := newHarness(t, kind)
+			nw := nowaitOf(h.b)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "f")
+			if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var want unix.Stat_t
+			if err := unix.Stat(path, &want); err != nil { // the dentry is cached now
+				t.Fatal(err)
+			}
+			dfd := openFile(t, dir, unix.O_PATH|unix.O_DIRECTORY)
+			op := Openat2(dfd, "f", unix.O_PATH|unix.O_NOFOLLOW, 0, unix.RESOLVE_NO_XDEV)
+			r := h.run(op)
+			if r[0] < 0 || nw.hits != 1 {
+				t.Fatalf("cached open: res %d, inline hits %d; want an fd, 1", r[0], nw.hits)
+			}
+			var got unix.Stat_t
+			if err := unix.Fstat(int(r[0]), &got); err != nil || got.Ino != want.Ino {
+				t.Fatalf("cached open gave ino %d (%v), want %d", got.Ino, err, want.Ino)
+			}
+			unix.Close(int(r[0]))
+
+			var st unix.Stat_t
+			unix.Stat(filepath.Join(dir, "missing"), &st) // a negative dentry
+			if r := h.run(Openat(dfd, "missing", unix.O_PATH|unix.O_NOFOLLOW, 0)); r[0] != -int64(unix.ENOENT) {
+				t.Fatalf("missing name: res %d, want -ENOENT", r[0])
+			}
+
+			root := openFile(t, "/", unix.O_PATH|unix.O_DIRECTORY)
+			if r := h.run(Openat2(root, "proc", unix.O_PATH, 0, unix.RESOLVE_NO_XDEV)); r[0] != -int64(unix.EXDEV) {
+				t.Fatalf("mount point with RESOLVE_NO_XDEV: res %d, want -EXDEV", r[0])
+			}
+
+			before := nw.hits
+			r = h.run(Openat(dfd, "f", unix.O_RDONLY, 0))
+			if r[0] < 0 || nw.hits != before {
+				t.Fatalf("O_RDONLY open: res %d, inline hits %d → %d; want an fd, not inline", r[0], before, nw.hits)
+			}
+			unix.Close(int(r[0]))
+		})
+	}
+}

@@ -107,6 +107,7 @@ func (p *Pool) Cancel(id uint64, op *Op) { op.canceled.Store(true) }
 
 func (p *Pool) Stats() Stats {
 	s := p.stats
+	s.Inline = p.nowait.hits
 	p.mu.Lock()
 	s.Completed = s.Submitted - uint64(len(p.queue)) - uint64(len(p.batch))
 	p.mu.Unlock()

@@ -529,7 +529,11 @@ func (u *Uring) Cancel(id uint64, op *Op) {
 }
 
 // Stats returns the counters. Loop-only.
-func (u *Uring) Stats() Stats { return u.stats }
+func (u *Uring) Stats() Stats {
+	s := u.stats
+	s.Inline = u.nowait.hits
+	return s
+}
 
 // Close cancels whatever is still on the ring and waits for it (the
 // kernel may be using the ops' memory until their CQEs), then stops the

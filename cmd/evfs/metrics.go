@@ -47,6 +47,7 @@ var (
 	mBSubmitted    = metricDesc("evfs_backend_submitted_total", "Operations submitted to the asynchronous I/O backend.", "backend")
 	mBCompleted    = metricDesc("evfs_backend_completed_total", "Operations the backend completed.", "backend")
 	mBFallbacks    = metricDesc("evfs_backend_fallbacks_total", "Operations the uring backend handed to its worker pool.", "backend")
+	mBInline       = metricDesc("evfs_backend_inline_total", "Operations completed on the spot, without a worker or the ring (non-blocking first attempts).", "backend")
 	mBRingFull     = metricDesc("evfs_backend_ring_full_total", "Times the uring submission queue was full.", "backend")
 )
 
@@ -60,7 +61,7 @@ type metricsCollector struct {
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mInfo, mRequests, mRequestErrors, mRequestDur, mInflight, mQueueDepth,
 		mEvents, mPosts, mWakes, mBusy, mWait, mLongest, mStalls, mUnknown,
-		mBSubmitted, mBCompleted, mBFallbacks, mBRingFull} {
+		mBSubmitted, mBCompleted, mBFallbacks, mBInline, mBRingFull} {
 		ch <- d
 	}
 }
@@ -102,6 +103,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(mBSubmitted, float64(l.Backend.Submitted), b)
 	counter(mBCompleted, float64(l.Backend.Completed), b)
 	counter(mBFallbacks, float64(l.Backend.Fallbacks), b)
+	counter(mBInline, float64(l.Backend.Inline), b)
 	counter(mBRingFull, float64(l.Backend.RingFull), b)
 }
 

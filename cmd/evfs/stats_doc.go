@@ -59,6 +59,7 @@ type statsBackend struct {
 	Submitted uint64 `json:"submitted"`
 	Completed uint64 `json:"completed"`
 	Fallbacks uint64 `json:"fallbacks"`
+	Inline    uint64 `json:"inline"`
 	RingFull  uint64 `json:"ring_full"`
 }
 
@@ -127,6 +128,7 @@ func newStatsDoc(meta statsMeta, s fs.Snapshot) *statsDoc {
 			Submitted: l.Backend.Submitted,
 			Completed: l.Backend.Completed,
 			Fallbacks: l.Backend.Fallbacks,
+			Inline:    l.Backend.Inline,
 			RingFull:  l.Backend.RingFull,
 		},
 		LatencyBounds: latencyBounds,
