@@ -109,7 +109,7 @@ func wantPool(u *Uring, op *Op) bool {
 		return true
 	case op.Off < 0 && (op.Kind == OpRead || op.Kind == OpWrite || op.Kind == OpReadv || op.Kind == OpWritev):
 		return true
-	case (op.Kind == OpRead || op.Kind == OpWrite) && u.nowait.blocksOn(op.Fd):
+	case (op.Kind == OpRead || op.Kind == OpWrite) && u.nowait.blocksOn(op):
 		return true
 	}
 	return false
@@ -953,7 +953,7 @@ func TestUringDefaultRouting(t *testing.T) {
 			t.Errorf("%v is on the ring by default", k)
 		}
 	}
-	for _, k := range []Kind{OpRead, OpWrite, OpReadv, OpWritev, OpOpenat, OpClose, OpNop} {
+	for _, k := range []Kind{OpRead, OpWrite, OpReadv, OpWritev, OpClose, OpNop} {
 		if !u.OnRing(k) {
 			t.Errorf("%v is not on the ring", k)
 		}

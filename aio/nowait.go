@@ -72,7 +72,7 @@ func (n *nowait) try(op *Op) (res int64, done bool) {
 
 // read is the RWF_NOWAIT attempt at a plain read at an offset.
 func (n *nowait) read(op *Op) (int64, bool) {
-	if op.Off < 0 || len(op.Buf) == 0 || n.unsupported[op.Fd] {
+	if op.Off < 0 || len(op.Buf) == 0 || op.Direct || op.NoNowait || n.unsupported[op.Fd] {
 		return 0, false
 	}
 	iov := unix.Iovec{Base: &op.Buf[0]}
@@ -127,9 +127,10 @@ func result(v int64, err error) int64 {
 	return -int64(unix.EIO)
 }
 
-// blocksOn reports whether reads of fd are known to be unable to go
-// without blocking (the file system refused RWF_NOWAIT).
-func (n *nowait) blocksOn(fd int) bool { return n.unsupported[fd] }
+// blocksOn reports whether op's fd is known to be unable to do I/O
+// without blocking (its file system refused RWF_NOWAIT, or the submitter
+// says it would).
+func (n *nowait) blocksOn(op *Op) bool { return op.NoNowait || n.unsupported[op.Fd] }
 
 // forget drops what is known of fd; call it when fd is closed (the number
 // will be reused).

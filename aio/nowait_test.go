@@ -65,21 +65,21 @@ func TestNowaitReads(t *testing.T) {
 					t.Fatalf("short read: res %d, want %d", res[1], size-4096)
 				}
 				if isTmpfs(t, dir) {
-					if nw.hits != 0 || !nw.blocksOn(fd) {
-						t.Fatalf("tmpfs: hits %d, blocksOn %v; want 0, true", nw.hits, nw.blocksOn(fd))
+					if nw.hits != 0 || !nw.unsupported[fd] {
+						t.Fatalf("tmpfs: hits %d, blocksOn %v; want 0, true", nw.hits, nw.unsupported[fd])
 					}
-				} else if nw.hits != 1 || nw.blocksOn(fd) {
+				} else if nw.hits != 1 || nw.unsupported[fd] {
 					// The whole read is served in Submit; the short one is
 					// not taken (it may be a partial cache hit).
-					t.Fatalf("page cache: hits %d, blocksOn %v; want 1, false", nw.hits, nw.blocksOn(fd))
+					t.Fatalf("page cache: hits %d, blocksOn %v; want 1, false", nw.hits, nw.unsupported[fd])
 				}
 				dup, err := unix.Dup(fd)
 				if err != nil {
 					t.Fatal(err)
 				}
 				nw.unsupported = map[int]bool{dup: true}
-				if r := h.run(Close(dup)); r[0] != 0 || nw.blocksOn(dup) {
-					t.Fatalf("close: res %d, still remembered: %v", r[0], nw.blocksOn(dup))
+				if r := h.run(Close(dup)); r[0] != 0 || nw.unsupported[dup] {
+					t.Fatalf("close: res %d, still remembered: %v", r[0], nw.unsupported[dup])
 				}
 			})
 		}
@@ -196,6 +196,46 @@ func TestNowaitCachedOpen(t *testing.T) {
 				t.Fatalf("O_RDONLY open: res %d, inline hits %d → %d; want an fd, not inline", r[0], before, nw.hits)
 			}
 			unix.Close(int(r[0]))
+		})
+	}
+}
+
+// TestNowaitSkips: a read of an O_DIRECT fd (a synchronous O_DIRECT read
+// waits for the device, RWF_NOWAIT or not) and a read the submitter
+// marks NoNowait are never tried on the spot; the uring backend sends
+// NoNowait reads and writes to its pool. Both still return the data.
+func TestNowaitSkips(t *testing.T) {
+	for _, kind := range []string{"pool", "uring"} {
+		t.Run(kind, func(t *testing.T) {
+			h := newHarness(t, kind)
+			nw := nowaitOf(h.b)
+			path := filepath.Join(t.TempDir(), "f")
+			data := bytes.Repeat([]byte("0123456789abcdef"), 256)
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			fd := openFile(t, path, unix.O_RDWR) // in the page cache: a read would be a hit
+			direct := Pread(fd, make([]byte, 4096), 0)
+			direct.Direct = true
+			marked := Pread(fd, make([]byte, 4096), 0)
+			marked.NoNowait = true
+			write := Pwrite(fd, data[:4096], 0)
+			write.NoNowait = true
+			r := h.run(direct, marked, write)
+			if r[0] != 4096 || r[1] != 4096 || r[2] != 4096 || !bytes.Equal(direct.Buf, data[:4096]) || !bytes.Equal(marked.Buf, data[:4096]) {
+				t.Fatalf("results %v", r)
+			}
+			if nw.hits != 0 {
+				t.Fatalf("%d ops served on the spot, want 0", nw.hits)
+			}
+			if u, ok := h.b.(*Uring); ok {
+				if u.useRing(1, marked) || u.useRing(1, write) {
+					t.Fatal("uring puts NoNowait reads or writes on the ring")
+				}
+				if !u.useRing(1, direct) {
+					t.Fatal("uring keeps an O_DIRECT read of a page-cache fs off the ring")
+				}
+			}
 		})
 	}
 }

@@ -122,6 +122,15 @@ type Op struct {
 	// Resolve holds openat2 RESOLVE_* flags for OpOpenat (0: plain
 	// openat semantics).
 	Resolve uint64
+	// Direct says Fd was opened O_DIRECT. Such a read or write is never
+	// tried on the spot: RWF_NOWAIT only spares it locks and allocation,
+	// and a synchronous O_DIRECT call still waits for the device.
+	Direct bool
+	// NoNowait says Fd's file system is known to refuse RWF_NOWAIT
+	// (tmpfs): a read is not tried on the spot, and the uring backend
+	// sends reads and writes to its pool, as it does for fds it has
+	// learnt that of (nowait.go).
+	NoNowait bool
 	// Resident is the submitter's word that this op touches only
 	// in-memory state of an inode that stays open whatever the op does,
 	// on a file system that keeps such state resident (a local one:

@@ -258,8 +258,8 @@ func (u *Uring) useRing(id uint64, op *Op) bool {
 		return false
 	}
 	switch op.Kind {
-	case OpRead, OpWrite:
-		if u.nowait.blocksOn(op.Fd) {
+	case OpRead, OpWrite, OpReadv, OpWritev:
+		if u.nowait.blocksOn(op) {
 			// The file system has no non-blocking I/O: io_uring would
 			// hand the op to an io-wq thread, which costs more than
 			// the pool (nowait.go).
@@ -268,8 +268,6 @@ func (u *Uring) useRing(id uint64, op *Op) bool {
 		// Negative offsets mean "file position" to io_uring but EINVAL
 		// to pread; len is 32 bits in the SQE.
 		return op.Off >= 0 && len(op.Buf) <= math.MaxInt32
-	case OpReadv, OpWritev:
-		return op.Off >= 0
 	case OpOpenat:
 		// openat2's resolve flags need IORING_OP_OPENAT2; the pool has them.
 		return cstrOK(op.Path) && op.Resolve == 0

@@ -10,10 +10,16 @@ import (
 // uringPunted are the ops io_uring never completes inline: the kernel
 // hands each to an io-wq worker thread. Measured here at QD1 (one op at a
 // time), STATX took 9.8 µs p50 on the ring against 2.4 µs on the pool,
-// so by default these go to the pool; reads, writes, openat and close,
-// which usually complete during io_uring_enter itself, stay on the ring.
+// so by default these go to the pool; reads, writes and close, which
+// usually complete during io_uring_enter itself, stay on the ring.
+// OPENAT is punted too, as evfs uses it: io_uring opens inline only names
+// in the dentry cache without O_CREAT/O_TRUNC, and those O_PATH opens
+// are already made on the spot (nowait.go); what is left — creations,
+// reopens through /proc/self/fd (a magic link, never resolved from the
+// cache alone) and uncached names — always goes to io-wq (open+close
+// p50 149 µs on the ring, 119 µs on the pool; docs/BENCHMARKS.md).
 var uringPunted = []Kind{
-	OpStatx, OpUnlinkat, OpRenameat, OpMkdirat, OpSymlinkat, OpLinkat,
+	OpOpenat, OpStatx, OpUnlinkat, OpRenameat, OpMkdirat, OpSymlinkat, OpLinkat,
 	OpFsync, OpFallocate, OpFtruncate, OpFgetxattr, OpFsetxattr,
 	OpGetxattr, OpSetxattr,
 }

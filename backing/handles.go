@@ -6,6 +6,7 @@ type Handle struct {
 	Fd     int
 	NodeID uint64
 	Dir    *DirStream // non-nil for directories
+	Direct bool       // Fd was opened O_DIRECT
 	// DelayReads is test-only fault injection (see fs.Options.TestHooks).
 	DelayReads bool
 }

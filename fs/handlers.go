@@ -361,4 +361,7 @@ type Options struct {
 	// residentRoot: the backing root's file system is resident
 	// (resident.go). Set by NewMount.
 	residentRoot bool
+	// rootNoNowait: the backing root's file system refuses RWF_NOWAIT
+	// (resident.go). Set by NewMount.
+	rootNoNowait bool
 }

@@ -94,6 +94,7 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(rootFd, &sfs); err == nil {
 		cfg.residentRoot = residentFS(sfs.Type) && !cfg.NoResident
+		cfg.rootNoNowait = noNowaitFS(sfs.Type)
 	}
 	if cfg.TestDelayRead != "" {
 		var dst unix.Stat_t

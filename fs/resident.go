@@ -36,10 +36,35 @@ func residentFS(fsType int64) bool {
 	return false
 }
 
+// noNowaitFS reports whether a file system of this statfs type refuses
+// RWF_NOWAIT (it has no FMODE_NOWAIT; measured: preadv2 and pwritev2 with
+// RWF_NOWAIT answer EOPNOTSUPP on tmpfs). Its reads and writes are then
+// neither tried on the spot nor sent to io_uring, which would hand each
+// to an io-wq thread: the pool serves them (aio.Op.NoNowait). aio learns
+// the same per fd from a refused read; this also covers writes and
+// O_DIRECT fds, which are never tried.
+func noNowaitFS(fsType int64) bool { return uint32(fsType) == unix.TMPFS_MAGIC }
+
+// rootFS reports whether n's inode is on the backing root's file system.
+// Loop-only.
+func (h *handlers) rootFS(n *backing.Node) bool {
+	return n.Key.Dev == h.nodes.Get(backing.RootID).Key.Dev
+}
+
+// ioOp marks a read or write of a handle of node n with what the file
+// system and the open flags say about trying it on the spot.
+func (h *handlers) ioOp(op *aio.Op, hd *backing.Handle) *aio.Op {
+	op.Direct = hd.Direct
+	if n := h.nodes.Get(hd.NodeID); n != nil && h.opts.rootNoNowait && h.rootFS(n) {
+		op.NoNowait = true
+	}
+	return op
+}
+
 // resident reports whether n's inode is on the backing root's file
 // system and that file system is resident. Loop-only.
 func (h *handlers) resident(n *backing.Node) bool {
-	return h.opts.residentRoot && n.Key.Dev == h.nodes.Get(backing.RootID).Key.Dev
+	return h.opts.residentRoot && h.rootFS(n)
 }
 
 // statFd is the statx of fd (an open inode on the same file system as
