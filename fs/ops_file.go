@@ -56,8 +56,9 @@ func (h *handlers) Open(r *request, in *fuse.OpenIn, out *fuse.OpenOut) {
 	})
 }
 
-// Create: openat(parent, name, O_CREAT|O_NOFOLLOW…) → O_PATH reopen of
-// the new fd → newNode (owned by the caller) → register handle.
+// Create: openat(parent, name, O_CREAT|O_NOFOLLOW…) → an O_PATH fd of
+// the new inode (pathOf) → newNode (owned by the caller) → register
+// handle.
 func (h *handlers) Create(r *request, in *fuse.CreateIn, name string, out *fuse.CreateOut) {
 	parent := h.dirAndName(r, name)
 	if parent == nil || !h.writable(r) {
@@ -68,7 +69,7 @@ func (h *handlers) Create(r *request, in *fuse.CreateIn, name string, out *fuse.
 		fd := int(res)
 		// Whichever later step fails, the open file is closed.
 		r.undo = func() { h.closeFd(fd) }
-		h.then(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(fd), unix.O_PATH, 0), func(pathFd int64) {
+		h.pathOf(r, parent, name, fd, func(pathFd int64) {
 			h.newNode(r, parent, int(pathFd), in.Mode, &out.EntryOut, h.named(parent.ID, name, func(n *backing.Node) {
 				r.undo = nil // the handle owns fd now
 				hd := h.handles.Add(fd, n.ID, false)
@@ -77,6 +78,39 @@ func (h *handlers) Create(r *request, in *fuse.CreateIn, name string, out *fuse.
 				out.OpenOut.Fh = hd.ID
 				r.reply(fuse.OK)
 			}))
+		})
+	})
+}
+
+// pathOf gives k an O_PATH fd of the inode open at fd, just created as
+// parent/name. The race-free way is a reopen through /proc/self/fd/N,
+// which always leaves the loop (a magic link never resolves from the
+// dentry cache alone). On a resident parent the name itself is opened
+// first, usually on the spot (openat2 RESOLVE_NO_XDEV, see resolve),
+// and kept if a statx of each fd shows the same inode: nobody replaced
+// the name in between.
+func (h *handlers) pathOf(r *request, parent *backing.Node, name string, fd int, k func(pathFd int64)) {
+	viaProc := func() { h.then(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(fd), unix.O_PATH, 0), k) }
+	if !h.resident(parent) {
+		viaProc()
+		return
+	}
+	opened := aio.StatxResident(fd, statFlags)
+	h.then(r, opened, func(int64) {
+		h.submit(r, aio.Openat2(parent.Fd, name, unix.O_PATH|unix.O_NOFOLLOW, 0, unix.RESOLVE_NO_XDEV), func(res int64) {
+			if res < 0 {
+				viaProc()
+				return
+			}
+			named := aio.StatxResident(int(res), statFlags)
+			h.submit(r, named, func(st int64) {
+				if st == 0 && backing.KeyOf(&named.Stat) == backing.KeyOf(&opened.Stat) {
+					k(res)
+					return
+				}
+				h.closeFd(int(res))
+				viaProc()
+			})
 		})
 	})
 }
