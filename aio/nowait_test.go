@@ -239,3 +239,28 @@ func TestNowaitSkips(t *testing.T) {
 		})
 	}
 }
+
+// TestNowaitUncachedOpen: a name the dentry cache does not hold is not
+// opened on the spot (RESOLVE_CACHED says EAGAIN) but by the backend,
+// with the same result. The cache is emptied with vm.drop_caches.
+func TestNowaitUncachedOpen(t *testing.T) {
+	for _, kind := range []string{"pool", "uring"} {
+		t.Run(kind, func(t *testing.T) {
+			h := newHarness(t, kind)
+			nw := nowaitOf(h.b)
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dfd := openFile(t, dir, unix.O_PATH|unix.O_DIRECTORY)
+			if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0); err != nil {
+				t.Skipf("cannot empty the dentry cache: %v", err)
+			}
+			r := h.run(Openat(dfd, "f", unix.O_PATH|unix.O_NOFOLLOW, 0))
+			if r[0] < 0 || nw.hits != 0 {
+				t.Fatalf("uncached open: res %d, inline hits %d; want an fd, 0", r[0], nw.hits)
+			}
+			unix.Close(int(r[0]))
+		})
+	}
+}
