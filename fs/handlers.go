@@ -35,6 +35,7 @@ type handlers struct {
 	evicting   bool      // an invalidation batch is in progress
 	evictions  uint64    // batches started
 	locks      lockTable // POSIX locks granted through evfs (ops_lock.go)
+	queued     bool      // requests are queueing up (set by the session's drain; resident.go)
 }
 
 // submit starts op for r and runs k with its result. The op id is kept on
@@ -171,7 +172,7 @@ func (h *handlers) lookupName(r *request, parent *backing.Node, name string, out
 func (h *handlers) resolve(run func(*aio.Op, func(int64)), parent *backing.Node, name string,
 	out *fuse.EntryOut, done func(*backing.Node), fail func(int64)) {
 	done = h.named(parent.ID, name, done)
-	if !h.resident(parent) {
+	if !h.resident(parent) || h.queued {
 		h.resolvePath(run, parent, name, true, out, done, fail)
 		return
 	}

@@ -47,6 +47,7 @@ type session struct {
 	closed     bool
 	probing    bool // the poll probe file exists (pollprobe.go)
 	readLimit  int  // requests the next drain may read (see drain)
+	lastGot    int  // requests the last drain read
 }
 
 // Input buffer layout. Every request is read at inOff, so that a WRITE's
@@ -112,7 +113,13 @@ func (s *session) putBuf(b []byte) {
 // replies) before the next drain's read. A drain that stopped at its limit
 // doubles it, up to readBatch, so a flood is still read in batches.
 func (s *session) drain() bool {
+	// The last drain found more than one request: they are queueing, and
+	// their statx calls are better shared with the pool's workers than
+	// done one by one on the loop (resident.go). At queue depth 1 a drain
+	// never finds two.
+	s.h.queued = s.lastGot > 1
 	got, more := s.readRequests(s.readLimit)
+	s.lastGot = got
 	switch {
 	case more:
 		s.readLimit = min(2*s.readLimit, readBatch)
