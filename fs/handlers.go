@@ -168,7 +168,8 @@ func (h *handlers) lookupName(r *request, parent *backing.Node, name string, out
 // leaves the loop; an inode the table already holds leaves a spare fd,
 // closed on the spot too. A mount point answers EXDEV (a kernel without
 // openat2, ENOSYS) and takes the general path, as does every name under
-// a parent that is not resident.
+// a parent that is not resident, and every lookup while requests queue
+// up (h.queued: the pool's workers then share them out beside the loop).
 func (h *handlers) resolve(run func(*aio.Op, func(int64)), parent *backing.Node, name string,
 	out *fuse.EntryOut, done func(*backing.Node), fail func(int64)) {
 	done = h.named(parent.ID, name, done)
@@ -185,12 +186,13 @@ func (h *handlers) resolve(run func(*aio.Op, func(int64)), parent *backing.Node,
 	})
 }
 
-// resolvePath is resolve for names that may be on another file system,
-// and READDIRPLUS's lookup (lookupQuiet). Most lookups are of inodes the kernel already knows (entry timeouts of
-// 0, hard links), so with tryKnown it starts with statx(parent, name): a
-// known inode needs no new fd. An unknown one costs
-// openat(O_PATH|O_NOFOLLOW) → statx of that fd (race-free identity) →
-// register.
+// resolvePath is resolve through the backend: for names that may be on
+// another file system, while requests queue up, and for READDIRPLUS's
+// lookups (lookupQuiet). Most lookups are of inodes the kernel already
+// knows (entry timeouts of 0, hard links), so with tryKnown it starts
+// with statx(parent, name): a known inode needs no new fd. An unknown one
+// costs openat(O_PATH|O_NOFOLLOW) → statx of that fd (race-free
+// identity) → register.
 func (h *handlers) resolvePath(run func(*aio.Op, func(int64)), parent *backing.Node, name string, tryKnown bool,
 	out *fuse.EntryOut, done func(*backing.Node), fail func(int64)) {
 	open := func() {
