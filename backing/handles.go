@@ -6,7 +6,11 @@ type Handle struct {
 	Fd     int
 	NodeID uint64
 	Dir    *DirStream // non-nil for directories
-	Direct bool       // Fd was opened O_DIRECT
+	// Direct and NoNowait are what the open flags and the file system
+	// say about trying this handle's reads and writes on the spot (set
+	// once at open; aio.Op.Direct, aio.Op.NoNowait).
+	Direct   bool
+	NoNowait bool
 	// DelayReads is test-only fault injection (see fs.Options.TestHooks).
 	DelayReads bool
 }

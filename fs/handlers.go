@@ -36,6 +36,7 @@ type handlers struct {
 	evictions  uint64    // batches started
 	locks      lockTable // POSIX locks granted through evfs (ops_lock.go)
 	queued     bool      // requests are queueing up (set by the session's drain; resident.go)
+	rootDev    uint64    // device of the backing root (resident.go)
 }
 
 // submit starts op for r and runs k with its result. The op id is kept on

@@ -44,9 +44,7 @@ func (h *handlers) Open(r *request, in *fuse.OpenIn, out *fuse.OpenOut) {
 		return
 	}
 	h.then(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(n.Fd), h.openFlags(in.Flags), 0), func(fd int64) {
-		hd := h.handles.Add(int(fd), n.ID, false)
-		hd.DelayReads = n.TestDelayReads
-		hd.Direct = in.Flags&unix.O_DIRECT != 0
+		hd := h.addHandle(int(fd), n, in.Flags)
 		out.Fh = hd.ID
 		if in.Mode&fuse.OPEN_KILL_SUIDGID != 0 && in.Flags&unix.O_TRUNC != 0 {
 			h.killSuidgid(r, hd.Fd, func() { r.reply(fuse.OK) })
@@ -72,9 +70,7 @@ func (h *handlers) Create(r *request, in *fuse.CreateIn, name string, out *fuse.
 		h.pathOf(r, parent, name, fd, func(pathFd int64) {
 			h.newNode(r, parent, int(pathFd), in.Mode, &out.EntryOut, h.named(parent.ID, name, func(n *backing.Node) {
 				r.undo = nil // the handle owns fd now
-				hd := h.handles.Add(fd, n.ID, false)
-				hd.DelayReads = n.TestDelayReads
-				hd.Direct = in.Flags&unix.O_DIRECT != 0
+				hd := h.addHandle(fd, n, in.Flags)
 				out.OpenOut.Fh = hd.ID
 				r.reply(fuse.OK)
 			}))
@@ -127,7 +123,7 @@ func (h *handlers) Read(r *request, in *fuse.ReadIn, buf []byte, n *int) {
 		return
 	}
 	size := min(int(in.Size), len(buf))
-	op := h.ioOp(aio.Pread(hd.Fd, buf[:size], int64(in.Offset)), hd)
+	op := ioOp(aio.Pread(hd.Fd, buf[:size], int64(in.Offset)), hd)
 	if hd.DelayReads {
 		op.Delay = h.opts.TestDelay
 	}
@@ -156,7 +152,7 @@ func (h *handlers) Write(r *request, in *fuse.WriteIn, data [][]byte, n *uint32)
 		} else {
 			op = aio.Pwritev(hd.Fd, data, int64(in.Offset))
 		}
-		h.then(r, h.ioOp(op, hd), func(res int64) {
+		h.then(r, ioOp(op, hd), func(res int64) {
 			*n = uint32(res)
 			r.reply(fuse.OK)
 		})

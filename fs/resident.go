@@ -47,17 +47,21 @@ func noNowaitFS(fsType int64) bool { return uint32(fsType) == unix.TMPFS_MAGIC }
 
 // rootFS reports whether n's inode is on the backing root's file system.
 // Loop-only.
-func (h *handlers) rootFS(n *backing.Node) bool {
-	return n.Key.Dev == h.nodes.Get(backing.RootID).Key.Dev
+func (h *handlers) rootFS(n *backing.Node) bool { return n.Key.Dev == h.rootDev }
+
+// addHandle registers fd, opened with the kernel's flags for node n,
+// with what its reads and writes may try on the spot. Loop-only.
+func (h *handlers) addHandle(fd int, n *backing.Node, flags uint32) *backing.Handle {
+	hd := h.handles.Add(fd, n.ID, false)
+	hd.DelayReads = n.TestDelayReads
+	hd.Direct = flags&unix.O_DIRECT != 0
+	hd.NoNowait = h.opts.rootNoNowait && h.rootFS(n)
+	return hd
 }
 
-// ioOp marks a read or write of a handle of node n with what the file
-// system and the open flags say about trying it on the spot.
-func (h *handlers) ioOp(op *aio.Op, hd *backing.Handle) *aio.Op {
-	op.Direct = hd.Direct
-	if n := h.nodes.Get(hd.NodeID); n != nil && h.opts.rootNoNowait && h.rootFS(n) {
-		op.NoNowait = true
-	}
+// ioOp marks a read or write of handle hd with its handle's hints.
+func ioOp(op *aio.Op, hd *backing.Handle) *aio.Op {
+	op.Direct, op.NoNowait = hd.Direct, hd.NoNowait
 	return op
 }
 
