@@ -390,20 +390,36 @@ func (x *fsx) opMapWrite() {
 
 func (x *fsx) opCopy() {
 	// From the source file, or within the file itself (non-overlapping).
-	srcFd, srcData, from := x.src, x.srcData, "src"
+	// Offsets and length are drawn for the file they are read from: a
+	// self-copy with no room past its source falls back to the source file
+	// with a range of its own (a range drawn for the file itself could run
+	// past the source's end and come back short).
 	size := len(x.model)
 	if size > 0 && x.rng.IntN(3) == 0 {
-		srcFd, srcData, from = x.fd, bytes.Clone(x.model), "self"
-	}
-	soff, n := x.rangeIn(len(srcData))
-	doff := x.rng.IntN(x.c.maxLen - min(n, x.c.maxLen-1))
-	if from == "self" && doff < soff+n && soff < doff+n {
-		// Overlapping ranges of one file are EINVAL: move the target past the source.
-		doff = soff + n
-		if doff+n > x.c.maxLen {
-			from, srcFd, srcData = "src", x.src, x.srcData
+		soff, n := x.rangeIn(size)
+		doff := x.copyTarget(n)
+		if doff < soff+n && soff < doff+n {
+			// Overlapping ranges of one file are EINVAL: move the target past the source.
+			doff = soff + n
+		}
+		if doff+n <= x.c.maxLen {
+			x.copyRange(x.fd, bytes.Clone(x.model), "self", soff, doff, n)
+			return
 		}
 	}
+	soff, n := x.rangeIn(len(x.srcData))
+	x.copyRange(x.src, x.srcData, "src", soff, x.copyTarget(n), n)
+}
+
+// copyTarget draws a target offset for an n-byte copy inside maxLen.
+func (x *fsx) copyTarget(n int) int {
+	return x.rng.IntN(x.c.maxLen - min(n, x.c.maxLen-1))
+}
+
+// copyRange copies n bytes at soff of srcFd (whose contents are srcData) to
+// doff of the file under test and updates the model.
+func (x *fsx) copyRange(srcFd int, srcData []byte, from string, soff, doff, n int) {
+	size := len(x.model)
 	x.record("copy      %s off %#x -> off %#x len %#x (size %#x)", from, soff, doff, n, size)
 	so, do := int64(soff), int64(doff)
 	done := 0
