@@ -78,10 +78,9 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 		cfg.MaxBackground = DefaultMaxBackground
 	}
 	// Deliberate exception to "every backing syscall goes through aio":
-	// these four (open the root, stat it, statfs it, resolve the test
-	// hook's file)
-	// run in NewMount before the loop goroutine exists, so they cannot
-	// hold up any request.
+	// these (open the root, stat it, statfs it, resolve the test hook's
+	// file, grow the fd table) run in NewMount before the loop goroutine
+	// exists, so they cannot hold up any request.
 	rootFd, err := unix.Open(backingDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open backing directory %s: %w", backingDir, err)
@@ -95,6 +94,9 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	if err := unix.Fstatfs(rootFd, &sfs); err == nil {
 		cfg.residentRoot = residentFS(sfs.Type) && !cfg.NoResident
 		cfg.rootNoNowait = noNowaitFS(sfs.Type)
+	}
+	if _, err := growFdTable(rootFd); err != nil {
+		cfg.Logger.Warn("cannot grow the fd table at mount; opens may stall the loop while it grows", "err", err)
 	}
 	if cfg.TestDelayRead != "" {
 		var dst unix.Stat_t
