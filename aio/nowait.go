@@ -26,15 +26,14 @@ import (
 //     from the dentry cache alone, or the kernel answers EAGAIN before
 //     doing anything; an O_PATH open calls no file system open method.
 //     (io_uring's inline openat uses the same LOOKUP_CACHED mode.)
-//   - statx of an fd the submitter vouches for (Op.Resident): the
-//     inode is open, so no name is looked up, and on a local file system
-//     getattr copies fields of the in-memory inode. io_uring always punts
-//     STATX (it cannot know the file system); evfs knows it (the fs
-//     package decides, per node, from the backing file system's type).
-//   - the close of a spare O_PATH fd the submitter vouches for: an O_PATH
-//     file has no flush or release method and, with the inode held open
-//     elsewhere, its last reference frees no inode, so no file system
-//     work can follow.
+//   - any op the submitter vouches touches only memory (Op.Resident),
+//     when its work is bounded (boundedWork). The fs package knows what
+//     io_uring cannot: the backing file system's type. A statx of an
+//     open inode on a local file system copies fields of the in-memory
+//     inode (io_uring always punts STATX); the close of a spare O_PATH
+//     fd whose inode another fd holds frees nothing; and on a memory
+//     file system with no swap (tmpfs, ramfs) every op short of
+//     truncation works on pages already in memory.
 //
 // Owned by the loop goroutine, like the backend that embeds it.
 type nowait struct {
@@ -55,14 +54,9 @@ func (n *nowait) try(op *Op) (res int64, done bool) {
 		res, done = n.read(op)
 	case OpOpenat:
 		res, done = n.openCached(op)
-	case OpStatx:
-		if op.Resident && op.Path == "" && op.Flags&unix.AT_EMPTY_PATH != 0 {
-			res, done = result(0, unix.Statx(op.Fd, "", int(op.Flags), int(op.Mask), &op.Stat)), true
-		}
-	case OpClose:
-		if op.Resident {
-			res, done = result(0, unix.Close(op.Fd)), true
-		}
+	}
+	if !done && op.Resident && boundedWork(op) {
+		res, done = result(do(op)), true
 	}
 	if done {
 		n.hits++
@@ -114,6 +108,35 @@ func (n *nowait) openCached(op *Op) (int64, bool) {
 		return 0, false
 	}
 	return result(int64(fd), err), true
+}
+
+// ResidentIOMax is the largest read or write run on the spot for a
+// resident op: at memory speed 128 KiB is a few tens of microseconds,
+// about what a handoff to a worker costs; a bigger transfer would hold
+// the loop for longer than it saves.
+const ResidentIOMax = 128 << 10
+
+// boundedWork reports whether op, if it touches only memory, does an
+// amount of work that does not grow with the file it acts on and waits
+// for nobody: the condition for running a resident op on the spot.
+func boundedWork(op *Op) bool {
+	switch op.Kind {
+	case OpFallocate, OpFtruncate, OpTruncate, OpCopyFileRange, OpLseek:
+		return false // work grows with the file (pages to free, holes to walk)
+	case OpFcntlLock, OpFlock:
+		return false // may wait for another process's lock
+	case OpOpenat:
+		return op.Flags&unix.O_TRUNC == 0
+	case OpRead, OpWrite, OpGetdents:
+		return len(op.Buf) <= ResidentIOMax
+	case OpReadv, OpWritev:
+		n := 0
+		for _, b := range op.Iov {
+			n += len(b)
+		}
+		return n <= ResidentIOMax
+	}
+	return true
 }
 
 // result turns a syscall's (value, error) into an op result.

@@ -148,6 +148,63 @@ func TestNowaitResident(t *testing.T) {
 	}
 }
 
+// TestNowaitResidentData: on pool and uring, Resident reads, writes,
+// opens and name ops of bounded work are done in Submit with the
+// syscall's results; a read over ResidentIOMax, an O_TRUNC open and a
+// fallocate, though marked, go to the backend, and so does an unmarked
+// write.
+func TestNowaitResidentData(t *testing.T) {
+	for _, kind := range []string{"pool", "uring"} {
+		t.Run(kind, func(t *testing.T) {
+			h := newHarness(t, kind)
+			nw := nowaitOf(h.b)
+			dir := t.TempDir()
+			dirFd := openFile(t, dir, unix.O_PATH|unix.O_DIRECTORY)
+			mark := func(op *Op) *Op { op.Resident = true; return op }
+			inline := func(want uint64, what string, ops ...*Op) []int64 {
+				t.Helper()
+				before := nw.hits
+				res := h.run(ops...)
+				if got := nw.hits - before; got != want {
+					t.Fatalf("%s: %d ops done in Submit, want %d (results %v)", what, got, want, res)
+				}
+				return res
+			}
+
+			res := inline(1, "resident create", mark(Openat(dirFd, "f", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)))
+			if res[0] < 0 {
+				t.Fatalf("create: %v", unix.Errno(-res[0]))
+			}
+			fd := int(res[0])
+			t.Cleanup(func() { unix.Close(fd) })
+			data := bytes.Repeat([]byte("resident"), ResidentIOMax/8)
+			if r := inline(1, "resident 128 KiB write", mark(Pwrite(fd, data, 0))); r[0] != int64(len(data)) {
+				t.Fatalf("write: res %d, want %d", r[0], len(data))
+			}
+			if r := inline(0, "unmarked write", Pwrite(fd, data[:4096], int64(len(data)))); r[0] != 4096 {
+				t.Fatalf("unmarked write: res %d", r[0])
+			}
+			small := mark(Pread(fd, make([]byte, 4096), 8))
+			if r := inline(1, "resident 4 KiB read", small); r[0] != 4096 || !bytes.Equal(small.Buf, data[8:8+4096]) {
+				t.Fatalf("read: res %d, bytes differ: %v", r[0], !bytes.Equal(small.Buf, data[8:8+4096]))
+			}
+			big := mark(Pread(fd, make([]byte, ResidentIOMax+4096), 0))
+			big.NoNowait = true // not the RWF_NOWAIT attempt either (TempDir may be ext4)
+			if r := inline(0, "resident read over ResidentIOMax", big); r[0] != int64(len(data)+4096) || !bytes.Equal(big.Buf[:len(data)], data) {
+				t.Fatalf("big read: res %d", r[0])
+			}
+			inline(0, "resident fallocate", mark(Fallocate(fd, 0, 0, 1<<20)))
+			inline(0, "resident O_TRUNC open", mark(Openat(dirFd, "f", unix.O_WRONLY|unix.O_TRUNC, 0)))
+			if r := inline(2, "resident mkdir + rename", mark(Mkdirat(dirFd, "d", 0o700)), mark(Renameat(dirFd, "d", dirFd, "e", 0))); r[0] != 0 || r[1] != 0 {
+				t.Fatalf("mkdir, rename: %v", r)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "e")); err != nil {
+				t.Fatalf("rename done in Submit did not happen: %v", err)
+			}
+		})
+	}
+}
+
 // TestNowaitCachedOpen: an O_PATH open of a name in the dentry cache is
 // done in Submit (RESOLVE_CACHED) and yields the same inode; a cached
 // negative entry answers ENOENT; RESOLVE_NO_XDEV refuses a mount point

@@ -132,12 +132,15 @@ type Op struct {
 	// learnt that of (nowait.go).
 	NoNowait bool
 	// Resident is the submitter's word that this op touches only
-	// in-memory state of an inode that stays open whatever the op does,
-	// on a file system that keeps such state resident (a local one:
-	// tmpfs, ext4, xfs, btrfs). Backends then run it on the spot
-	// (nowait.go). It is honoured for two ops: a statx of an fd
-	// (AT_EMPTY_PATH, no name), and the close of a spare O_PATH fd whose
-	// inode another fd keeps open.
+	// in-memory state and nothing it does can wait for a device: a statx
+	// of an inode held open on a local file system (ext4, xfs, tmpfs…),
+	// the close of a spare O_PATH fd whose inode another fd keeps open,
+	// or any op on a memory file system (tmpfs, ramfs) with no swap
+	// that reaches no other file system. Backends run such an op on the
+	// spot when its work is bounded (nowait.go, boundedWork): not
+	// truncation, fallocate, copy_file_range, lseek (their work grows
+	// with the file), nor locks (they wait for other processes), nor
+	// data beyond ResidentIOMax.
 	Resident bool
 	Uid      uint32
 	Gid      uint32

@@ -32,6 +32,20 @@ func ProcPath(fd int) string {
 	return "/proc/self/fd/" + itoa(fd)
 }
 
+// IsProcPath reports whether path is a ProcPath.
+func IsProcPath(path string) bool {
+	rest, ok := strings.CutPrefix(path, "/proc/self/fd/")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 func itoa(n int) string {
 	if n == 0 {
 		return "0"

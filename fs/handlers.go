@@ -37,11 +37,13 @@ type handlers struct {
 	locks      lockTable // POSIX locks granted through evfs (ops_lock.go)
 	queued     bool      // requests are queueing up (set by the session's drain; resident.go)
 	rootDev    uint64    // device of the backing root (resident.go)
+	swapOn     bool      // the machine has swap: no memory root (resident.go)
 }
 
 // submit starts op for r and runs k with its result. The op id is kept on
 // the request so an INTERRUPT can cancel it.
 func (h *handlers) submit(r *request, op *aio.Op, k func(res int64)) {
+	h.markMemory(r, op)
 	r.opID = h.loop.Submit(op, func(res int64) {
 		r.opID = 0
 		if res == -int64(unix.ECANCELED) && r.interrupted {
@@ -246,6 +248,7 @@ func (h *handlers) statNew(run func(*aio.Op, func(int64)), fsOf *backing.Node, r
 // bits → statx] → register. The inode must belong to the requesting
 // uid/gid rather than to the daemon; mode is what it was created with.
 func (h *handlers) newNode(r *request, parent *backing.Node, fd int, mode uint32, out *fuse.EntryOut, done func(*backing.Node)) {
+	parent = sameFS(r, parent) // nil: fd may be on another file system
 	st := h.statFd(parent, fd)
 	h.submit(r, st, func(res int64) {
 		if res < 0 {
@@ -362,9 +365,16 @@ type Options struct {
 	// saves, and for tests of the general path.
 	NoResident bool
 
+	// NoResidentData keeps every op but the resident statx on the
+	// backend even on a memory root (resident.go).
+	NoResidentData bool
+
 	// residentRoot: the backing root's file system is resident
 	// (resident.go). Set by NewMount.
 	residentRoot bool
+	// memoryRoot: the backing root is on a memory file system and
+	// NoResidentData is off (resident.go). Set by NewMount.
+	memoryRoot bool
 	// rootNoNowait: the backing root's file system refuses RWF_NOWAIT
 	// (resident.go). Set by NewMount.
 	rootNoNowait bool

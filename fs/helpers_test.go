@@ -1,6 +1,7 @@
 package fs_test
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -140,4 +142,26 @@ func opCount(m *fs.Mount, name string) uint64 {
 		}
 	}
 	return 0
+}
+
+// snapshot is the mount's statistics, taken through its loop.
+func snapshot(t testing.TB, m *fs.Mount) fs.Snapshot {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := m.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// alignedBuf is a page-aligned buffer of n bytes (O_DIRECT I/O), freed
+// with the test binary.
+func alignedBuf(n int) []byte {
+	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -94,6 +94,7 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	if err := unix.Fstatfs(rootFd, &sfs); err == nil {
 		cfg.residentRoot = residentFS(sfs.Type) && !cfg.NoResident
 		cfg.rootNoNowait = noNowaitFS(sfs.Type)
+		cfg.memoryRoot = memoryFS(sfs.Type) && !cfg.NoResidentData
 	}
 	if _, err := growFdTable(rootFd); err != nil {
 		cfg.Logger.Warn("cannot grow the fd table at mount; opens may stall the loop while it grows", "err", err)
@@ -138,6 +139,7 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 		m.Wait()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
+	m.watchSwap()
 	return m, nil
 }
 
@@ -203,6 +205,7 @@ func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cf
 	done := make(chan struct{})
 	l.Post("poll probe done", func() { s.probing = false; close(done) })
 	<-done
+	m.watchSwap()
 	return m, nil
 }
 
@@ -227,7 +230,33 @@ func newHandlers(l *loop.Loop, rootFd int, root *unix.Statx_t, opts Options) *ha
 		egid:       uint32(os.Getegid()),
 		nodeBudget: nodeBudgetFor(opts.MaxNodes),
 		rootDev:    backing.KeyOf(root).Dev,
+		swapOn:     opts.memoryRoot && swapOn(),
 	}
+}
+
+// watchSwap keeps the loop's swapOn current while the mount is served
+// on a memory root: swap turned on makes tmpfs pages wait for a disk.
+// sysinfo once a second, here, off the loop; the first reading and each
+// change are posted.
+func (m *Mount) watchSwap() {
+	if !m.h.opts.memoryRoot {
+		return
+	}
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for first, last := true, false; ; first = false {
+			if on := swapOn(); first || on != last {
+				last = on
+				m.Loop.Post("swap changed", func() { m.h.swapOn = on })
+			}
+			select {
+			case <-m.served:
+				return
+			case <-t.C:
+			}
+		}
+	}()
 }
 
 func mountOptions(backingDir string, cfg *Config) *fuse.MountOptions {

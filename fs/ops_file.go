@@ -54,7 +54,7 @@ func (h *handlers) Open(r *request, in *fuse.OpenIn, out *fuse.OpenOut) {
 	})
 }
 
-// Create: openat(parent, name, O_CREAT|O_NOFOLLOW…) → an O_PATH fd of
+// Create: openat(parent, name, O_CREAT|O_NOFOLLOW…) (openName) → an O_PATH fd of
 // the new inode (pathOf) → newNode (owned by the caller) → register
 // handle.
 func (h *handlers) Create(r *request, in *fuse.CreateIn, name string, out *fuse.CreateOut) {
@@ -63,7 +63,11 @@ func (h *handlers) Create(r *request, in *fuse.CreateIn, name string, out *fuse.
 		return
 	}
 	flags := h.openFlags(in.Flags) | unix.O_CREAT | unix.O_NOFOLLOW | int(in.Flags)&unix.O_EXCL
-	h.then(r, aio.Openat(parent.Fd, name, flags, in.Mode), func(res int64) {
+	h.openName(r, parent, name, flags, in.Mode, func(res int64) {
+		if res < 0 {
+			r.fail(res)
+			return
+		}
 		fd := int(res)
 		// Whichever later step fails, the open file is closed.
 		r.undo = func() { h.closeFd(fd) }
@@ -87,7 +91,7 @@ func (h *handlers) Create(r *request, in *fuse.CreateIn, name string, out *fuse.
 // the name in between.
 func (h *handlers) pathOf(r *request, parent *backing.Node, name string, fd int, k func(pathFd int64)) {
 	viaProc := func() { h.then(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(fd), unix.O_PATH, 0), k) }
-	if !h.resident(parent) {
+	if !h.resident(parent) || r.offRoot {
 		viaProc()
 		return
 	}
@@ -205,7 +209,11 @@ func (h *handlers) Release(r *request, in *fuse.ReleaseIn) {
 		return
 	}
 	h.locks.dropHandle(hd.NodeID, hd.ID)
-	h.loop.Submit(aio.Close(hd.Fd), func(res int64) { r.reply(fuse.OK) })
+	// On a memory root this close runs on the spot (markMemory) while
+	// the request's node is in the table: the node's O_PATH fd keeps
+	// the inode, so the close frees nothing. Once the node is forgotten
+	// the close goes to the backend: it may free an unlinked file.
+	h.submit(r, aio.Close(hd.Fd), func(res int64) { r.reply(fuse.OK) })
 }
 
 // Fsync (and FSYNCDIR): fsync or fdatasync of the handle's fd.

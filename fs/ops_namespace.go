@@ -11,7 +11,11 @@ import (
 // makeEntry is the tail every creating handler shares: after the create
 // op succeeded, open the new name O_PATH and register it as the caller's.
 func (h *handlers) makeEntry(r *request, parent *backing.Node, name string, mode uint32, out *fuse.EntryOut) {
-	h.then(r, aio.Openat(parent.Fd, name, unix.O_PATH|unix.O_NOFOLLOW, 0), func(fd int64) {
+	h.openName(r, parent, name, unix.O_PATH|unix.O_NOFOLLOW, 0, func(fd int64) {
+		if fd < 0 {
+			r.fail(fd)
+			return
+		}
 		h.newNode(r, parent, int(fd), mode, out, h.named(parent.ID, name, func(*backing.Node) { r.reply(fuse.OK) }))
 	})
 }

@@ -24,6 +24,7 @@ type request struct {
 	opID        uint64 // the operation in flight for this request, 0 if none
 	interrupted bool
 	progressed  bool // a step of its chain has succeeded
+	offRoot     bool // an op may have left the root's file system (resident.go)
 	replied     bool
 	// undo, if set, runs when the request is answered with an error: it
 	// releases what earlier steps of the chain acquired (CREATE's open
@@ -57,7 +58,7 @@ var requestPool = sync.Pool{New: func() any { return &request{done: make(chan st
 func newRequest(o op, hdr *fuse.InHeader, stats *opStats) *request {
 	r := requestPool.Get().(*request)
 	r.op, r.hdr, r.stats, r.start = o, hdr, stats, time.Now()
-	r.status, r.opID, r.interrupted, r.progressed, r.replied = fuse.OK, 0, false, false, false
+	r.status, r.opID, r.interrupted, r.progressed, r.replied, r.offRoot = fuse.OK, 0, false, false, false, false
 	r.undo = nil
 	return r
 }

@@ -83,3 +83,115 @@ func (h *handlers) statFd(n *backing.Node, fd int) *aio.Op {
 	}
 	return aio.Statx(fd, "", statFlags)
 }
+
+// Memory roots: what the loop may do itself on tmpfs.
+//
+// On a memory file system (tmpfs, ramfs) on a machine with no swap, no op
+// can wait for a device: file data, directories and inodes are pages
+// already in memory. There every op of bounded work (aio's boundedWork:
+// not truncation, fallocate, copy_file_range, lseek or locks; data up to
+// aio.ResidentIOMax) is marked Resident and runs on the spot, in Submit,
+// like the sync backend would run it — without the sync backend's stall
+// on a slow op, which still goes to the workers. The handoff to a worker
+// and back (two thread wakeups here) costs more than such an op itself.
+//
+// Only the backing root's file system is trusted this way. An op is
+// marked when the request's node is on the root's device and the op
+// reaches no inode by name (staysOnFS): a name could be a mount point of
+// another file system inside the backing tree, whose calls may wait on a
+// disk or a server — or on this very mount. Once a request has sent such
+// an op (a plain openat or statx of a name), none of its later ops is
+// marked (request.offRoot): their fds may be on the other side. Names
+// are opened with RESOLVE_NO_XDEV on a resident parent (openName), so
+// this happens only for mount points.
+//
+// One wait remains possible: a write takes the backing inode's lock, so
+// a process writing the backing file directly, at the same time, holds
+// the loop for as long as its own write takes (--resident-data=false, or
+// the pool backend's workers, avoid even that). While requests queue up
+// (h.queued) nothing is marked: the workers then run ops on the other
+// core beside the loop.
+
+// memoryFS reports whether a file system of this statfs type keeps all
+// of its data in memory.
+func memoryFS(fsType int64) bool {
+	switch uint32(fsType) {
+	case unix.TMPFS_MAGIC, unix.RAMFS_MAGIC:
+		return true
+	}
+	return false
+}
+
+// swapOn reports whether the machine has swap space: tmpfs pages may
+// then be on a disk. Reads kernel counters only (sysinfo).
+func swapOn() bool {
+	var si unix.Sysinfo_t
+	return unix.Sysinfo(&si) != nil || si.Totalswap != 0
+}
+
+// staysOnFS reports whether op reaches only the inodes of its fds, or
+// names in their directories that it creates, removes or renames (a
+// mount point there answers EBUSY or EXDEV before any other file system
+// is asked) — never an existing inode by name, except through
+// /proc/self/fd, whose magic links lead to an fd's own inode.
+func staysOnFS(op *aio.Op) bool {
+	switch op.Kind {
+	case aio.OpOpenat:
+		return op.Resolve&unix.RESOLVE_NO_XDEV != 0 || op.Path == "." || backing.IsProcPath(op.Path)
+	case aio.OpStatx, aio.OpFaccessat, aio.OpReadlinkat, aio.OpFchmodat, aio.OpFchownat, aio.OpUtimensat:
+		return op.Path == ""
+	case aio.OpGetxattr, aio.OpSetxattr, aio.OpListxattr, aio.OpRemovexattr, aio.OpTruncate:
+		return backing.IsProcPath(op.Path)
+	}
+	return true
+}
+
+// markMemory marks op Resident when the backing root is a memory root
+// and op works on it alone (see above). Loop-only; called for every op a
+// request submits.
+func (h *handlers) markMemory(r *request, op *aio.Op) {
+	if !h.opts.memoryRoot || op.Resident {
+		return
+	}
+	if !staysOnFS(op) {
+		r.offRoot = true
+		return
+	}
+	if r.offRoot || h.swapOn || h.queued {
+		return
+	}
+	if n := h.nodes.Get(r.hdr.NodeId); n != nil && h.rootFS(n) {
+		op.Resident = true
+	}
+}
+
+// openName opens name in parent: on a resident parent with openat2
+// RESOLVE_NO_XDEV, so that the new fd is known to be on the parent's file
+// system; if that is refused (EXDEV: a mount point; ENOSYS: no openat2;
+// EINVAL: flags openat2 refuses and openat ignores) with a plain openat,
+// after which r is off the root (markMemory). k gets the fd or -errno.
+func (h *handlers) openName(r *request, parent *backing.Node, name string, flags int, mode uint32, k func(res int64)) {
+	plain := func() { h.submit(r, aio.Openat(parent.Fd, name, flags, mode), k) }
+	if !h.resident(parent) {
+		plain()
+		return
+	}
+	h.submit(r, aio.Openat2(parent.Fd, name, flags, mode&07777, unix.RESOLVE_NO_XDEV), func(res int64) {
+		switch res {
+		case -int64(unix.EXDEV), -int64(unix.ENOSYS), -int64(unix.EINVAL):
+			plain()
+			return
+		}
+		k(res)
+	})
+}
+
+// sameFS returns parent if r's fds are known to be on parent's file
+// system, else nil (for statFd and register: nil means no on-the-spot
+// statx). Loop-only.
+func sameFS(r *request, parent *backing.Node) *backing.Node {
+	if r.offRoot {
+		return nil
+	}
+	return parent
+}

@@ -1,11 +1,9 @@
 package fs_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -16,13 +14,7 @@ import (
 // inlineOps is the backend's count of ops completed on the spot.
 func inlineOps(t *testing.T, m *fs.Mount) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := m.Snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s.Loop.Backend.Inline
+	return snapshot(t, m).Loop.Backend.Inline
 }
 
 // TestResidentStat: on a local backing file system, LOOKUP and GETATTR of
@@ -30,16 +22,28 @@ func inlineOps(t *testing.T, m *fs.Mount) uint64 {
 // by at least two per stat on pool and uring; with --resident-stat=false
 // not at all), with the same answers; a tmpfs mounted inside the backing
 // tree is crossed by the general path (RESOLVE_NO_XDEV says EXDEV), so
-// its root and files show their own inode numbers and contents.
+// its root and files show their own inode numbers and contents. The
+// backing root is the test's temporary directory, and a tmpfs (a memory
+// root, where every op is done on the loop unless it crosses).
 func TestResidentStat(t *testing.T) {
 	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
-		for _, resident := range []bool{true, false} {
-			name := "resident"
+		for _, c := range []struct {
+			resident bool
+			root     string
+		}{{true, "tempdir"}, {false, "tempdir"}, {true, "tmpfs"}} {
+			resident := c.resident
+			name := c.root + "/resident"
 			if !resident {
-				name = "no-resident"
+				name = c.root + "/no-resident"
 			}
 			t.Run(name, func(t *testing.T) {
 				mnt, backing := fstest.Dirs(t)
+				if c.root == "tmpfs" {
+					if err := unix.Mount("evfs-test", backing, "tmpfs", 0, "size=8m"); err != nil {
+						t.Fatalf("mount tmpfs as the backing dir: %v", err)
+					}
+					t.Cleanup(func() { unix.Unmount(backing, unix.MNT_DETACH) })
+				}
 				sub := filepath.Join(backing, "sub")
 				if err := os.Mkdir(sub, 0o755); err != nil {
 					t.Fatal(err)
@@ -52,7 +56,7 @@ func TestResidentStat(t *testing.T) {
 				mustWriteFile(t, filepath.Join(sub, "inner"), []byte("inside the nested tmpfs"), 0o644)
 				mustWriteFile(t, filepath.Join(backing, "top"), []byte("0123456789"), 0o600)
 
-				m := fstest.MountAt(t, backend, backing, mnt, func(c *fs.Config) { c.NoResident = !resident })
+				m := fstest.MountAt(t, backend, backing, mnt, func(c *fs.Config) { c.NoResident, c.NoResidentData = !resident, !resident })
 
 				top := lstat(t, filepath.Join(mnt, "top")) // the first lookup registers the node
 				before := inlineOps(t, m)

@@ -66,6 +66,8 @@ var benchTargetList = []benchTargetInfo{
 		Desc: "evfs mount --backend pool with GOMAXPROCS=1"},
 	{Name: "evfs-uring-noresident", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--resident-stat=false"}, Optional: true,
 		Desc: "evfs mount --backend uring --resident-stat=false (every statx and open goes to the backend)"},
+	{Name: "evfs-uring-nodata", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--resident-data=false"}, Optional: true,
+		Desc: "evfs mount --backend uring --resident-data=false (on a memory root, only the statx of open inodes is done on the loop)"},
 	{Name: "passthrough_hp", Kind: "external", Optional: true,
 		Desc: "libfuse's example/passthrough_hp.cc, built by you, run as PATH --foreground --nocache (needs --passthrough-hp PATH; it sets its own kernel options: timeouts 0, splice, default_permissions)"},
 }
