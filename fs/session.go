@@ -47,7 +47,7 @@ type session struct {
 	closed     bool
 	probing    bool // the poll probe file exists (pollprobe.go)
 	readLimit  int  // requests the next drain may read (see drain)
-	lastGot    int  // requests the last drain read
+	lastWaited int  // requests a process waits for that the last drain read
 }
 
 // Input buffer layout. Every request is read at inOff, so that a WRITE's
@@ -113,13 +113,13 @@ func (s *session) putBuf(b []byte) {
 // replies) before the next drain's read. A drain that stopped at its limit
 // doubles it, up to readBatch, so a flood is still read in batches.
 func (s *session) drain() bool {
-	// The last drain found more than one request: they are queueing, and
-	// their statx calls are better shared with the pool's workers than
-	// done one by one on the loop (resident.go). At queue depth 1 a drain
-	// never finds two.
-	s.h.queued = s.lastGot > 1
-	got, more := s.readRequests(s.readLimit)
-	s.lastGot = got
+	// The last drain found more than one request that a process waits
+	// for: they are queueing, and their calls are better shared with the
+	// pool's workers than done one by one on the loop (resident.go). At
+	// queue depth 1 a drain never finds two.
+	s.h.queued = s.lastWaited > 1
+	got, waited, more := s.readRequests(s.readLimit)
+	s.lastWaited = waited
 	switch {
 	case more:
 		s.readLimit = min(2*s.readLimit, readBatch)
@@ -129,19 +129,20 @@ func (s *session) drain() bool {
 	return more
 }
 
-// readRequests reads and dispatches up to limit requests; more is true if
-// it stopped at the limit.
-func (s *session) readRequests(limit int) (got int, more bool) {
+// readRequests reads and dispatches up to limit requests, of which
+// waited are ones a process waits for (waitedFor); more is true if it
+// stopped at the limit.
+func (s *session) readRequests(limit int) (got, waited int, more bool) {
 	for ; got < limit; got++ {
 		if s.closed {
-			return got, false
+			return got, waited, false
 		}
 		buf := s.getBuf()
 		if buf == nil {
 			// Out of memory: the device stays readable, so the loop
 			// comes back here after its next wait.
 			s.log.Error("cannot allocate a request buffer", "size", s.bufSize)
-			return got, false
+			return got, waited, false
 		}
 		n, err := unix.Read(s.fd, buf[inOff:])
 		if err == nil && n == 0 {
@@ -149,19 +150,21 @@ func (s *session) readRequests(limit int) (got int, more bool) {
 		}
 		switch err {
 		case nil:
-			s.dispatch(buf, buf[inOff:inOff+n])
+			if s.dispatch(buf, buf[inOff:inOff+n]) {
+				waited++
+			}
 		case unix.EAGAIN:
 			s.putBuf(buf)
-			return got, false
+			return got, waited, false
 		case unix.EINTR, unix.ENOENT: // ENOENT: interrupted before we read it
 			s.putBuf(buf)
 		default: // ENODEV: unmounted or aborted
 			s.putBuf(buf)
 			s.end(err)
-			return got, false
+			return got, waited, false
 		}
 	}
-	return got, true
+	return got, waited, true
 }
 
 // newRequest takes a request from the free list for the input in buf.

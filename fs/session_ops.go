@@ -11,18 +11,34 @@ import (
 // dispatch decodes one request read into buf (in is the message) and
 // starts its handler — the same handlers the go-fuse Bridge calls. A
 // malformed request is answered EIO, an opcode evfs does not serve ENOSYS.
-func (s *session) dispatch(buf, in []byte) {
+// It reports whether a process is likely waiting for the answer (see
+// waitedFor).
+func (s *session) dispatch(buf, in []byte) (waited bool) {
 	hdr := fuseIn[fuse.InHeader](in)
 	if hdr == nil {
 		s.log.Warn("short FUSE request", "bytes", len(in))
 		s.putBuf(buf)
-		return
+		return false
 	}
 	t0 := time.Now()
 	if !s.serve(buf, in, hdr) {
 		s.replyNow(buf, hdr, fuse.EIO)
 	}
 	s.loop.Track(fuseOpName(hdr.Opcode), t0)
+	return waitedFor(hdr.Opcode)
+}
+
+// waitedFor reports whether a process usually waits for a request of this
+// opcode. FORGET and INTERRUPT get no answer, and the kernel sends
+// RELEASE in the background after close(2) has returned: one of those
+// arriving beside the next request does not mean requests are queueing
+// up (drain).
+func waitedFor(opcode uint32) bool {
+	switch opcode {
+	case fuseForget, fuseBatchForget, fuseInterrupt, fuseRelease, fuseReleaseDir:
+		return false
+	}
+	return true
 }
 
 // serve runs the handler for hdr's opcode; false if the input is

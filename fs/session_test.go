@@ -197,3 +197,74 @@ func TestSessionProtocol(t *testing.T) {
 		})
 	}
 }
+
+// TestDrainCountsWaitedRequests: the queueing signal (h.queued, set from
+// the previous drain) counts only requests a process waits for: two
+// GETATTRs in one drain set it, a GETATTR beside a FORGET, an INTERRUPT
+// and a RELEASE does not. The session is driven by hand, its loop never
+// run: the replies are of no interest here.
+func TestDrainCountsWaitedRequests(t *testing.T) {
+	dir := t.TempDir()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	unix.SetNonblock(fds[0], true)
+	defer unix.Close(fds[0])
+	rootFd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rootFd)
+	var st unix.Statx_t
+	unix.Statx(rootFd, "", unix.AT_EMPTY_PATH, aio.StatxMask, &st)
+	logger := slog.New(slog.DiscardHandler)
+	l, err := loop.New(loop.Config{Backend: "sync", Logger: logger, StallThreshold: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{Options: Options{Logger: logger}, MaxWrite: 1 << 17, MaxBackground: 16}
+	s := newSession(fds[0], newHandlers(l, rootFd, &st, cfg.Options), l, cfg)
+	s.probing = false
+	send := func(opcode uint32, body []byte) {
+		hdr := fuse.InHeader{Opcode: opcode, NodeId: fuse.FUSE_ROOT_ID, Unique: 2}
+		hdr.Length = uint32(unsafe.Sizeof(hdr)) + uint32(len(body))
+		if _, err := unix.Write(fds[1], append(structBytes(&hdr), body...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drainAll := func() {
+		s.readLimit = readBatch
+		for s.drain() {
+		}
+	}
+	getattr := inBody(&fuse.GetAttrIn{})
+	for _, c := range []struct {
+		what   string
+		ops    []uint32
+		queued bool
+	}{
+		{"two GETATTRs", []uint32{fuseGetAttr, fuseGetAttr}, true},
+		{"GETATTR, FORGET, INTERRUPT, RELEASE", []uint32{fuseForget, fuseGetAttr, fuseInterrupt, fuseRelease}, false},
+		{"one GETATTR", []uint32{fuseGetAttr}, false},
+	} {
+		for _, op := range c.ops {
+			switch op {
+			case fuseGetAttr:
+				send(op, getattr)
+			case fuseForget:
+				send(op, inBody(&fuse.ForgetIn{Nlookup: 0}))
+			case fuseInterrupt:
+				send(op, inBody(&fuse.InterruptIn{Unique: 12345}))
+			case fuseRelease:
+				send(op, inBody(&fuse.ReleaseIn{Fh: 999}))
+			}
+		}
+		drainAll()
+		s.drain() // the next drain sets queued from the last one's count
+		if s.h.queued != c.queued {
+			t.Errorf("%s in one drain: queued = %v, want %v", c.what, s.h.queued, c.queued)
+		}
+	}
+}
