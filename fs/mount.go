@@ -54,6 +54,9 @@ const (
 	DefaultMaxBackground = 64
 	DefaultEntryTimeout  = time.Second
 	DefaultAttrTimeout   = time.Second
+	// DefaultSpin is the CLI's --spin (loop.Config.Spin): long enough to
+	// catch the next request of a client at queue depth 1.
+	DefaultSpin = 50 * time.Microsecond
 )
 
 // Mount is a served mount point.

@@ -67,19 +67,21 @@ type Loop struct {
 	debug   bool
 
 	// Owned by the loop goroutine; never touch from elsewhere.
-	ops      slab
-	comps    []aio.Completion
-	spare    []Event
-	stats    Stats
-	stopping bool
-	onSignal func(os.Signal)
-	stall    time.Duration
-	ringWait bool
-	poller   *pollWaiter // Config.Poll
-	sources  []*source   // watched descriptors (poller.go)
-	lockOS   bool
-	spin     time.Duration
-	faults   map[aio.Kind]*Fault // test-only; nil in production
+	ops       slab
+	comps     []aio.Completion
+	spare     []Event
+	stats     Stats
+	stopping  bool
+	onSignal  func(os.Signal)
+	stall     time.Duration
+	ringWait  bool
+	poller    *pollWaiter // Config.Poll
+	sources   []*source   // watched descriptors (poller.go)
+	lockOS    bool
+	spin      time.Duration
+	gaps      idleGaps            // recent idle gaps: whether to spin (spin.go)
+	idleSince time.Time           // when the loop last ran out of work (spin.go)
+	faults    map[aio.Kind]*Fault // test-only; nil in production
 }
 
 // New creates the loop and its backend; notice receives the backend
@@ -228,6 +230,7 @@ func (l *Loop) Run() error {
 		l.stats.Waits++
 		l.q.waiter.Sleep()
 		l.q.sleeping.Store(false)
+		l.wokeAfterSleep()
 		l.stats.Waiting += time.Since(start.Add(busy))
 	}
 	return l.backend.Close()

@@ -71,6 +71,48 @@ func TestSpinIsBounded(t *testing.T) {
 	}
 }
 
+// TestSpinAdapts: the loop spins only while idle gaps are short. Events
+// 5 ms apart (gaps over the 1 ms bar of a 50 µs spin) stop the spinning
+// within a few gaps; a ping-pong stream of events (gaps of microseconds)
+// brings it back.
+func TestSpinAdapts(t *testing.T) {
+	for _, b := range []string{"pool", "uring"} {
+		t.Run(b, func(t *testing.T) {
+			cfg := testConfig(b)
+			cfg.Poll, cfg.Spin = true, 50*time.Microsecond
+			l, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- l.Run() }()
+			defer func() { l.Stop(); <-done }()
+			ping := func() {
+				ran := make(chan struct{})
+				l.Post("ping", func() { close(ran) })
+				<-ran
+			}
+			s0 := l.Snapshot()
+			for i := 0; i < 20; i++ {
+				time.Sleep(5 * time.Millisecond)
+				ping()
+			}
+			s1 := l.Snapshot()
+			if spins := s1.Spins - s0.Spins; spins > 6 {
+				t.Errorf("20 events 5 ms apart: %d spins, want at most 6 (the first few gaps)", spins)
+			}
+			for i := 0; i < 500; i++ {
+				ping()
+			}
+			s2 := l.Snapshot()
+			if spins := s2.Spins - s1.Spins; spins < 50 {
+				t.Errorf("500 events back to back: %d spins, want at least 50", spins)
+			}
+			t.Logf("spins: %d for 20 events 5 ms apart, %d for 500 back to back", s1.Spins-s0.Spins, s2.Spins-s1.Spins)
+		})
+	}
+}
+
 func TestPostFromManyGoroutines(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {

@@ -22,6 +22,7 @@ type Stats struct {
 	Longest     time.Duration // longest single event or continuation run
 	LongestName string        // and what it was
 	Stalls      uint64        // runs longer than the stall threshold
+	Spins       uint64        // times the loop spun before sleeping (spin.go)
 	Backend     aio.Stats
 }
 
