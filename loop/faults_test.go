@@ -38,13 +38,7 @@ func TestFaultsFailChosenKindOnly(t *testing.T) {
 			if b == "uring-ringwait" {
 				t.Skip("same injection path as uring")
 			}
-			l, err := New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- l.Run() }()
-			defer func() { l.Stop(); <-done }()
+			l := runLoop(t, cfg)
 			res := make(chan [2]int64, 1)
 			l.Post("test", func() {
 				var got [2]int64

@@ -13,9 +13,15 @@ import (
 // startLoop runs a loop on the named backend and stops it at cleanup.
 func startLoop(t testing.TB, backend string) *Loop {
 	t.Helper()
-	l, err := New(testConfig(backend))
+	return runLoop(t, testConfig(backend))
+}
+
+// runLoop runs a loop configured by cfg and stops it at cleanup.
+func runLoop(t testing.TB, cfg Config) *Loop {
+	t.Helper()
+	l, err := New(cfg)
 	if err != nil {
-		t.Fatalf("New(%s): %v", backend, err)
+		t.Fatalf("New(%s): %v", cfg.Backend, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- l.Run() }()
@@ -80,13 +86,7 @@ func TestSpinAdapts(t *testing.T) {
 		t.Run(b, func(t *testing.T) {
 			cfg := testConfig(b)
 			cfg.Poll, cfg.Spin = true, 50*time.Microsecond
-			l, err := New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- l.Run() }()
-			defer func() { l.Stop(); <-done }()
+			l := runLoop(t, cfg)
 			ping := func() {
 				ran := make(chan struct{})
 				l.Post("ping", func() { close(ran) })
