@@ -176,7 +176,7 @@ func (h *handlers) lookupName(r *request, parent *backing.Node, name string, out
 func (h *handlers) resolve(run func(*aio.Op, func(int64)), parent *backing.Node, name string,
 	out *fuse.EntryOut, done func(*backing.Node), fail func(int64)) {
 	done = h.named(parent.ID, name, done)
-	if !h.resident(parent) || h.queued {
+	if !h.resident(parent) || (h.queued && !h.memoryRootOK()) {
 		h.resolvePath(run, parent, name, true, out, done, fail)
 		return
 	}
