@@ -131,7 +131,7 @@ func (h *handlers) fillDir(r *request, hd *backing.Handle, out *fuse.DirEntryLis
 				break
 			}
 			if e.name != "." && e.name != ".." {
-				lookups = append(lookups, pendingLookup{e.name, e.ino, eo})
+				lookups = append(lookups, pendingLookup{e.name, e.ino, uint32(e.typ) << 12, eo})
 			}
 		}
 		ds.Pos += e.size
@@ -147,6 +147,7 @@ func (h *handlers) fillDir(r *request, hd *backing.Handle, out *fuse.DirEntryLis
 type pendingLookup struct {
 	name string
 	ino  uint64 // d_ino: tells whether the inode is probably known
+	mode uint32 // d_type as S_IFMT bits (0: unknown)
 	out  *fuse.EntryOut
 }
 
@@ -160,15 +161,46 @@ func (h *handlers) lookupAll(r *request, dirID uint64, lookups []pendingLookup) 
 		return
 	}
 	left := len(lookups)
-	for _, l := range lookups {
-		known := h.nodes.Known(backing.Key{Dev: dir.Key.Dev, Ino: l.ino})
-		h.lookupQuiet(dir, l.name, known, l.out, func() {
-			left--
-			if left == 0 {
-				r.reply(fuse.OK)
-			}
-		})
+	finish := func() {
+		left--
+		if left == 0 {
+			r.reply(fuse.OK)
+		}
 	}
+	for _, l := range lookups {
+		key := backing.Key{Dev: dir.Key.Dev, Ino: l.ino}
+		if h.lookupHeld(dir, key, l, finish) {
+			continue
+		}
+		h.lookupQuiet(dir, l.name, h.nodes.Known(key), l.out, finish)
+	}
+}
+
+// lookupHeld answers a READDIRPLUS entry whose inode the table holds with
+// a statx of the node's own fd — on the spot on a resident file system
+// (statFd) — instead of a statx of the name on a worker; false if it does
+// not apply. The table's fd keeps the inode, so its number cannot have
+// been reused: the name led to this very inode when getdents read it.
+// Directories take the name path: one may be a mount point, whose name
+// leads to another file system's root, not to its d_ino.
+func (h *handlers) lookupHeld(dir *backing.Node, key backing.Key, l pendingLookup, done func()) bool {
+	if !h.resident(dir) || l.mode == 0 || l.mode == unix.S_IFDIR {
+		return false
+	}
+	n := h.nodes.Ref(key, l.mode)
+	if n == nil {
+		return false
+	}
+	st := h.statFd(n, n.Fd)
+	h.loop.Submit(st, func(res int64) {
+		if res < 0 {
+			h.closeFd(h.nodes.Forget(n.ID, 1)) // the kernel will not hear of this lookup
+		} else {
+			h.named(dir.ID, l.name, func(n *backing.Node) { h.fillEntry(n, &st.Stat, l.out) })(n)
+		}
+		done()
+	})
+	return true
 }
 
 // lookupQuiet is resolve for one READDIRPLUS entry, which has no request

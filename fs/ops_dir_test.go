@@ -1,12 +1,14 @@
 package fs_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -230,6 +232,51 @@ func TestReadDirSeek(t *testing.T) {
 			}
 			if name != all[i+1].name {
 				t.Errorf("after seekdir to the offset of entry %d, next is %q, want %q", i, name, all[i+1].name)
+			}
+		}
+	})
+}
+
+// TestReadDirPlusHeldInodes: READDIRPLUS answers entries whose inodes the
+// node table holds with a statx of the node's own fd, on the loop (at
+// least one op done on the spot per entry on pool and uring), and the
+// attributes it hands the kernel are current: files changed natively
+// after they were looked up show their new size and mode through the
+// mount, from the attribute cache the listing refreshed (timeouts of a
+// minute, so no GETATTR is sent).
+func TestReadDirPlusHeldInodes(t *testing.T) {
+	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
+		mnt, back := fstest.Dirs(t)
+		const n = 20
+		for i := 0; i < n; i++ {
+			mustWriteFile(t, filepath.Join(back, fmt.Sprintf("f%02d", i)), []byte("x"), 0o600)
+		}
+		m := fstest.MountAt(t, backend, back, mnt, fstest.ReadDirPlus, fstest.WithTimeouts(time.Minute, time.Minute))
+		for i := 0; i < n; i++ {
+			lstat(t, filepath.Join(mnt, fmt.Sprintf("f%02d", i))) // LOOKUP: the table holds the inode
+		}
+		for i := 0; i < n; i++ {
+			p := filepath.Join(back, fmt.Sprintf("f%02d", i))
+			mustWriteFile(t, p, bytes.Repeat([]byte("y"), 100+i), 0o600)
+			if err := os.Chmod(p, 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := inlineOps(t, m)
+		plus := opCount(m, "READDIRPLUS")
+		if got := listDir(t, mnt, 1<<16); len(got) != n+2 {
+			t.Fatalf("listing: %d entries, want %d", len(got), n+2)
+		}
+		if opCount(m, "READDIRPLUS") == plus {
+			t.Fatal("the listing sent no READDIRPLUS")
+		}
+		if inline := inlineOps(t, m) - before; backend != "sync" && inline < n {
+			t.Errorf("%d ops done on the spot for a listing of %d held inodes, want at least %d", inline, n, n)
+		}
+		for i := 0; i < n; i++ {
+			st := lstat(t, filepath.Join(mnt, fmt.Sprintf("f%02d", i)))
+			if st.Size != int64(100+i) || st.Mode != unix.S_IFREG|0o640 {
+				t.Errorf("f%02d after the listing: size %d mode %o, want %d and %o", i, st.Size, st.Mode, 100+i, unix.S_IFREG|0o640)
 			}
 		}
 	})

@@ -73,12 +73,13 @@ func (h *handlers) resident(n *backing.Node) bool {
 
 // statFd is the statx of fd (an open inode on the same file system as
 // n): run on the spot when n is resident, unless requests are queueing
-// up. Then the loop is the bottleneck and the statx calls go to the
-// pool's workers, which run them on the other cores while the loop reads
-// the next requests (32 stat clients: 30.3 k ops/s offloaded against
-// 27.1 k on the loop; docs/BENCHMARKS.md).
+// up on a disk file system. Then the loop is the bottleneck and the
+// statx calls go to the pool's workers, which run them on the other
+// cores while the loop reads the next requests (32 stat clients: 30.3 k
+// ops/s offloaded against 27.1 k on the loop; docs/BENCHMARKS.md). On a
+// memory root everything stays on the loop (markMemory).
 func (h *handlers) statFd(n *backing.Node, fd int) *aio.Op {
-	if n != nil && h.resident(n) && !h.queued {
+	if n != nil && h.resident(n) && (!h.queued || h.memoryRootOK()) {
 		return aio.StatxResident(fd, statFlags)
 	}
 	return aio.Statx(fd, "", statFlags)
