@@ -81,6 +81,7 @@ type Loop struct {
 	spin      time.Duration
 	gaps      idleGaps            // recent idle gaps: whether to spin (spin.go)
 	idleSince time.Time           // when the loop last ran out of work (spin.go)
+	handoffAt time.Time           // when a turn last left ops in flight (spin.go)
 	faults    map[aio.Kind]*Fault // test-only; nil in production
 }
 
@@ -211,6 +212,9 @@ func (l *Loop) Run() error {
 		if l.stopping && l.ops.inUse == 0 && l.q.depth() == 0 {
 			l.stats.Busy += time.Since(start)
 			break
+		}
+		if l.ops.inUse > 0 {
+			l.handoffAt = start // work left the loop: no spin for a while (spin.go)
 		}
 		if l.yieldBeforeSleep() || l.spinBeforeSleep() {
 			l.stats.Busy += time.Since(start)

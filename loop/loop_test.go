@@ -77,10 +77,11 @@ func TestSpinIsBounded(t *testing.T) {
 	}
 }
 
-// TestSpinAdapts: the loop spins only while idle gaps are short. Events
-// 5 ms apart (gaps over the 1 ms bar of a 50 µs spin) stop the spinning
-// within a few gaps; a ping-pong stream of events (gaps of microseconds)
-// brings it back.
+// TestSpinAdapts: the loop spins only while idle gaps are short and it
+// does the work itself. Events 5 ms apart (gaps over the 1 ms bar of a
+// 50 µs spin) stop the spinning within a few gaps; a ping-pong stream of
+// events (gaps of microseconds) brings it back; a stream whose events
+// each wait for an op on the backend (a worker, the ring) stops it again.
 func TestSpinAdapts(t *testing.T) {
 	for _, b := range []string{"pool", "uring"} {
 		t.Run(b, func(t *testing.T) {
@@ -108,7 +109,19 @@ func TestSpinAdapts(t *testing.T) {
 			if spins := s2.Spins - s1.Spins; spins < 50 {
 				t.Errorf("500 events back to back: %d spins, want at least 50", spins)
 			}
-			t.Logf("spins: %d for 20 events 5 ms apart, %d for 500 back to back", s1.Spins-s0.Spins, s2.Spins-s1.Spins)
+			for i := 0; i < 200; i++ {
+				done := make(chan struct{})
+				op := aio.Nop()
+				op.Delay = 20 * time.Microsecond // a worker's op, like a disk read
+				l.Post("op", func() { l.Submit(op, func(int64) { close(done) }) })
+				<-done
+			}
+			s3 := l.Snapshot()
+			if spins := s3.Spins - s2.Spins; spins > 2 {
+				t.Errorf("200 events waiting for backend ops: %d spins, want at most 2", spins)
+			}
+			t.Logf("spins: %d for 20 events 5 ms apart, %d for 500 back to back, %d for 200 with backend ops",
+				s1.Spins-s0.Spins, s2.Spins-s1.Spins, s3.Spins-s2.Spins)
 		})
 	}
 }
