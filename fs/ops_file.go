@@ -43,6 +43,12 @@ func (h *handlers) Open(r *request, in *fuse.OpenIn, out *fuse.OpenOut) {
 		r.errno(unix.EROFS)
 		return
 	}
+	if n.Mode != unix.S_IFREG && n.Mode != unix.S_IFDIR {
+		// The kernel serves fifos and devices itself and sends no OPEN
+		// for them; should one come, its open may wait (a fifo for its
+		// other end): never on the loop (markMemory).
+		r.offRoot = true
+	}
 	h.then(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(n.Fd), h.openFlags(in.Flags), 0), func(fd int64) {
 		hd := h.addHandle(int(fd), n, in.Flags)
 		out.Fh = hd.ID

@@ -24,7 +24,7 @@ type request struct {
 	opID        uint64 // the operation in flight for this request, 0 if none
 	interrupted bool
 	progressed  bool // a step of its chain has succeeded
-	offRoot     bool // an op may have left the root's file system (resident.go)
+	offRoot     bool // an op may have left the root's file system, or may wait: no later op runs on the spot (resident.go)
 	replied     bool
 	// undo, if set, runs when the request is answered with an error: it
 	// releases what earlier steps of the chain acquired (CREATE's open
