@@ -1,14 +1,6 @@
 package fs
 
-import (
-	"bufio"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
-
-	"golang.org/x/sys/unix"
-)
+import "golang.org/x/sys/unix"
 
 // maxFdTable caps growFdTable: 2^17 slots are 1 MiB of kernel memory for
 // the table's pointers. A process allowed more fds (the node budget is
@@ -45,21 +37,4 @@ func growFdTable(fd int) (int, error) {
 		return 0, err
 	}
 	return top, unix.Close(top)
-}
-
-// fdTableSize reads the calling process's fd table size (FDSize in
-// /proc/self/status). For tests and diagnostics.
-func fdTableSize() (int, error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "FDSize:"); ok {
-			return strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	return 0, fmt.Errorf("no FDSize in /proc/self/status")
 }

@@ -1,8 +1,11 @@
 package fs
 
 import (
+	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,4 +51,21 @@ func TestGrowFdTable(t *testing.T) {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
 	t.Log(strings.TrimSpace(string(out)))
+}
+
+// fdTableSize reads the calling process's fd table size (FDSize in
+// /proc/self/status).
+func fdTableSize() (int, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "FDSize:"); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, fmt.Errorf("no FDSize in /proc/self/status")
 }
