@@ -27,21 +27,32 @@ var raceSlow = map[string]string{
 
 // TestPosix runs go-fuse's POSIX conformance suite against evfs, each
 // case in its own directory of one mount per backend.
-func TestPosix(t *testing.T) { runPosix(t, "loop") }
+func TestPosix(t *testing.T) { runPosix(t, "loop", false) }
 
 // TestPosixGofuse runs the suite through the other transport, go-fuse's
 // server handing each request to the loop (--transport gofuse): the same
 // handlers, reached through Bridge.
-func TestPosixGofuse(t *testing.T) { runPosix(t, "gofuse") }
+func TestPosixGofuse(t *testing.T) { runPosix(t, "gofuse", false) }
 
-func runPosix(t *testing.T, transport string) {
+// TestPosixMemoryRoot runs the suite with a tmpfs as the backing root,
+// where almost every op runs on the loop itself (memory roots,
+// resident.go): the other tests' backing directories are on whatever
+// file system TMPDIR is.
+func TestPosixMemoryRoot(t *testing.T) { runPosix(t, "loop", true) }
+
+func runPosix(t *testing.T, transport string, tmpfsRoot bool) {
 	names := make([]string, 0, len(posixtest.All))
 	for name := range posixtest.All {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
-		mnt, _ := fstest.Mount(t, backend, fstest.Transport(transport))
+		var mnt string
+		if tmpfsRoot {
+			_, mnt, _ = memoryRoot(t, backend, true)
+		} else {
+			mnt, _ = fstest.Mount(t, backend, fstest.Transport(transport))
+		}
 		for _, name := range names {
 			t.Run(name, func(t *testing.T) {
 				if why, ok := posixSkips[name]; ok {
