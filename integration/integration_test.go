@@ -10,6 +10,9 @@
 //
 //	uring, pool, sync  evfs mount --backend NAME (uring: SKIP when the
 //	                   backend is not available yet)
+//	uring-tmpfs        evfs mount --backend uring with a tmpfs as the
+//	                   backing directory (a memory root: almost every op
+//	                   runs on the loop itself)
 //	uring-gofuse       evfs mount --backend uring --transport gofuse (the
 //	                   other transport: go-fuse's readers feed the loop)
 //	dir                the plain directory, MOUNT == BACKING (control)
@@ -27,7 +30,7 @@
 // and the test fails, saying so.
 // Environment:
 //
-//	EVFS_IT_TARGETS  comma list of targets, or "all" (default: uring,pool,sync,dir)
+//	EVFS_IT_TARGETS  comma list of targets, or "all" (default: uring,pool,sync,uring-tmpfs,dir)
 //	EVFS_IT_SCRIPTS  comma list of scripts, with or without .sh (default: all)
 //	EVFS_IT_BIG_MB   size of files.sh's big file in MiB (default 256)
 //	EVFS_IT_TIMEOUT  per-script timeout in seconds (default 300)
@@ -53,13 +56,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var allTargets = []string{"uring", "pool", "sync", "uring-gofuse", "dir", referenceTarget}
+var allTargets = []string{"uring", "pool", "sync", "uring-tmpfs", "uring-gofuse", "dir", referenceTarget}
 
 // defaultTargets leave out the go-fuse transport (the fs tests run go-fuse's
 // POSIX suite through it) and go-fuse's loopback reference (its flock
 // script alone can take minutes): with them the suite no longer fits the
 // README command's timeout.
-var defaultTargets = []string{"uring", "pool", "sync", "dir"}
+var defaultTargets = []string{"uring", "pool", "sync", "uring-tmpfs", "dir"}
 
 // defaultBigMB is files.sh's big file size unless EVFS_IT_BIG_MB says.
 const defaultBigMB = "256"
@@ -274,6 +277,15 @@ func runTarget(t *testing.T, target string, bins binaries, scripts []string, res
 		}
 	}
 
+	if strings.HasSuffix(target, "-tmpfs") {
+		// A memory root: evfs runs almost every op on its loop there.
+		// Registered before the daemon's cleanup, so it runs after it.
+		if err := unix.Mount("evfs-it", backing, "tmpfs", 0, "size=2g,mode=0755"); err != nil {
+			failAll("mount a tmpfs as the backing dir: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(backing, unix.MNT_DETACH) })
+	}
+
 	var d *daemon
 	switch target {
 	case "dir":
@@ -290,7 +302,7 @@ func runTarget(t *testing.T, target string, bins binaries, scripts []string, res
 		if target == "loopback" {
 			bin, args = bins.loopback, []string{backing, mnt}
 		} else {
-			backend, transport, _ := strings.Cut(target, "-")
+			backend, transport, _ := strings.Cut(strings.TrimSuffix(target, "-tmpfs"), "-")
 			args = []string{"mount", "--backend", backend}
 			if transport != "" {
 				args = append(args, "--transport", transport)
