@@ -17,7 +17,7 @@ import (
 // microseconds after the reply; a loop still polling then picks it up
 // with no wakeup at all.
 //
-// Two rules keep the price low:
+// Three rules keep the price low:
 //   - Each round yields the CPU (sched_yield): a process that shares it —
 //     on two cores, often the very client whose next request the loop
 //     waits for — runs at once, so the spin uses only time the CPU would
