@@ -64,6 +64,12 @@ const (
 	// readBatch bounds the requests read in one drain, so completions
 	// and replies interleave with a flood of new requests.
 	readBatch = 32
+	// bigReply: after a reply this large the loop does not spin
+	// (loop.SkipSpin). The requester reads the data next; woken on the
+	// CPU the loop leaves idle, it finds it in that CPU's cache, where a
+	// spinning loop sends it to the other CPU (128 KiB reads, 9 rounds:
+	// p50 ~130 µs in 7 of them with the spin, ~55 µs in 6 without).
+	bigReply = 32 << 10
 )
 
 func newSession(fd int, h *handlers, l *loop.Loop, cfg *Config) *session {
@@ -210,6 +216,9 @@ func (s *session) send(r *request) {
 	}
 	s.hdr.Length = uint32(n)
 	s.writeReply(iov)
+	if n > bigReply {
+		s.loop.SkipSpin()
+	}
 	if s.dbg {
 		s.log.Debug("tx", "op", fuseOpName(r.hdr.Opcode), "unique", r.hdr.Unique, "status", st.String(), "took", time.Since(r.start))
 	}

@@ -82,6 +82,7 @@ type Loop struct {
 	gaps      idleGaps            // recent idle gaps: whether to spin (spin.go)
 	idleSince time.Time           // when the loop last ran out of work (spin.go)
 	handoffAt time.Time           // when a turn last left ops in flight (spin.go)
+	skipSpin  bool                // SkipSpin was called (spin.go)
 	faults    map[aio.Kind]*Fault // test-only; nil in production
 }
 

@@ -81,7 +81,8 @@ func TestSpinIsBounded(t *testing.T) {
 // does the work itself. Events 5 ms apart (gaps over the 1 ms bar of a
 // 50 µs spin) stop the spinning within a few gaps; a ping-pong stream of
 // events (gaps of microseconds) brings it back; a stream whose events
-// each wait for an op on the backend (a worker, the ring) stops it again.
+// each wait for an op on the backend (a worker, the ring) stops it again,
+// and so do events that call SkipSpin.
 func TestSpinAdapts(t *testing.T) {
 	for _, b := range []string{"pool", "uring"} {
 		t.Run(b, func(t *testing.T) {
@@ -106,9 +107,23 @@ func TestSpinAdapts(t *testing.T) {
 				ping()
 			}
 			s2 := l.Snapshot()
-			if spins := s2.Spins - s1.Spins; spins < 50 {
-				t.Errorf("500 events back to back: %d spins, want at least 50", spins)
+			backToBack := s2.Spins - s1.Spins
+			if backToBack < 50 {
+				t.Errorf("500 events back to back: %d spins, want at least 50", backToBack)
 			}
+			for i := 0; i < 100; i++ {
+				ran := make(chan struct{})
+				l.Post("big reply", func() { l.SkipSpin(); close(ran) })
+				<-ran
+			}
+			s25 := l.Snapshot()
+			if spins := s25.Spins - s2.Spins; spins > 2 {
+				t.Errorf("100 events calling SkipSpin: %d spins, want at most 2", spins)
+			}
+			for i := 0; i < 500; i++ {
+				ping() // spinning again
+			}
+			s2 = l.Snapshot()
 			for i := 0; i < 200; i++ {
 				done := make(chan struct{})
 				op := aio.Nop()
@@ -120,8 +135,8 @@ func TestSpinAdapts(t *testing.T) {
 			if spins := s3.Spins - s2.Spins; spins > 2 {
 				t.Errorf("200 events waiting for backend ops: %d spins, want at most 2", spins)
 			}
-			t.Logf("spins: %d for 20 events 5 ms apart, %d for 500 back to back, %d for 200 with backend ops",
-				s1.Spins-s0.Spins, s2.Spins-s1.Spins, s3.Spins-s2.Spins)
+			t.Logf("spins: %d for 20 events 5 ms apart, %d for 500 back to back, %d for 100 with SkipSpin, %d for 200 with backend ops",
+				s1.Spins-s0.Spins, backToBack, s25.Spins-s1.Spins-backToBack, s3.Spins-s2.Spins)
 		})
 	}
 }

@@ -38,7 +38,9 @@ func (l *Loop) spinBeforeSleep() bool {
 		return false
 	}
 	l.idleSince = time.Now()
-	if !l.gaps.short(l.spin) || l.idleSince.Sub(l.handoffAt) < handoffQuiet {
+	skip := l.skipSpin
+	l.skipSpin = false
+	if skip || !l.gaps.short(l.spin) || l.idleSince.Sub(l.handoffAt) < handoffQuiet {
 		return false
 	}
 	l.stats.Spins++
@@ -54,6 +56,11 @@ func (l *Loop) spinBeforeSleep() bool {
 	}
 	return false
 }
+
+// SkipSpin makes the loop's next idle spell start with a sleep: for work
+// whose consumer should get this CPU at once (a big reply, which the
+// woken requester reads best from this CPU's cache). Loop-only.
+func (l *Loop) SkipSpin() { l.skipSpin = true }
 
 // wokeAfterSleep records the idle gap that ended with a sleep.
 func (l *Loop) wokeAfterSleep() {
