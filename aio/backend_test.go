@@ -31,8 +31,16 @@ type harness struct {
 
 func newHarness(t testing.TB, kind string) *harness {
 	t.Helper()
+	return newHarnessConfig(t, Config{Kind: kind, Workers: 4, RingAll: true})
+}
+
+// newHarnessConfig is newHarness with a backend built from cfg.
+func newHarnessConfig(t testing.TB, cfg Config) *harness {
+	t.Helper()
 	h := &harness{t: t, wake: make(chan struct{}, 1)}
-	b, err := New(Config{Kind: kind, Workers: 4, Wake: h.signal, RingAll: true}, nil)
+	kind := cfg.Kind
+	cfg.Wake = h.signal
+	b, err := New(cfg, nil)
 	if err != nil {
 		if kind == "uring" {
 			t.Skipf("uring backend unavailable: %v", err)
@@ -231,6 +239,30 @@ var backendCases = []struct {
 		e.wantErr("openat NUL in name", Openat(e.dfd, "a\x00b", unix.O_RDONLY, 0), unix.EINVAL)
 		e.want("close", Close(fd), 0)
 		e.wantErr("close again", Close(fd), unix.EBADF)
+	}},
+	{"open_by_handle_at", func(e *env) {
+		e.file("f", "by handle")
+		_, mnt, err := unix.NameToHandleAt(e.dfd, "", unix.AT_EMPTY_PATH)
+		if err != nil {
+			e.t.Fatalf("name_to_handle_at: %v", err)
+		}
+		mountFd := e.open(".", unix.O_RDONLY|unix.O_DIRECTORY)
+		pathFd := e.open("f", unix.O_PATH)
+		fd := int(e.do(OpenByHandleAt(pathFd, mountFd, mnt, unix.O_RDONLY)))
+		if fd < 0 {
+			e.t.Fatalf("open by handle: %v", resErr(int64(fd)))
+		}
+		defer unix.Close(fd)
+		buf := make([]byte, 32)
+		if n, err := unix.Pread(fd, buf, 0); err != nil || string(buf[:n]) != "by handle" {
+			e.t.Fatalf("read through the handle's fd: %q %v", buf[:n], err)
+		}
+		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || fl&unix.FD_CLOEXEC == 0 {
+			e.t.Fatalf("new fd lacks FD_CLOEXEC: %#x %v", fl, err)
+		}
+		e.wantErr("another mount's id", OpenByHandleAt(pathFd, mountFd, mnt+1, unix.O_RDONLY), unix.EXDEV)
+		e.wantErr("write to a directory", OpenByHandleAt(e.dfd, mountFd, mnt, unix.O_WRONLY), unix.EISDIR)
+		e.wantErr("bad fd", OpenByHandleAt(-1, mountFd, mnt, unix.O_RDONLY), unix.EBADF)
 	}},
 	{"statx", func(e *env) {
 		e.file("f", "twelve bytes")

@@ -27,7 +27,8 @@ import (
 //     doing anything; an O_PATH open calls no file system open method.
 //     (io_uring's inline openat uses the same LOOKUP_CACHED mode.)
 //   - any op the submitter vouches touches only memory (Op.Resident),
-//     when its work is bounded (boundedWork). The fs package knows what
+//     when its work is bounded (boundedWork); an open among them with
+//     O_NONBLOCK, so that it never waits for another process (resident). The fs package knows what
 //     io_uring cannot: the backing file system's type. A statx of an
 //     open inode on a local file system copies fields of the in-memory
 //     inode (io_uring always punts STATX); the close of a spare O_PATH
@@ -56,7 +57,7 @@ func (n *nowait) try(op *Op) (res int64, done bool) {
 		res, done = n.openCached(op)
 	}
 	if !done && op.Resident && boundedWork(op) {
-		res, done = result(do(op)), true
+		res, done = n.resident(op)
 	}
 	if done {
 		n.hits++
@@ -110,6 +111,41 @@ func (n *nowait) openCached(op *Op) (int64, bool) {
 	return result(int64(fd), err), true
 }
 
+// resident runs an op the submitter vouches touches only memory. An open
+// (not O_PATH) also calls the file system's open method and may wait for
+// another process: for a lease it holds to be broken, or for the other
+// end of a FIFO. So it is tried with O_NONBLOCK, as io_uring's inline
+// openat does, and given up on EAGAIN (a lease) or ENXIO (a FIFO with no
+// reader): the backend then opens with the caller's flags and waits.
+// The new fd loses the O_NONBLOCK the caller did not ask for. O_PATH and
+// O_DIRECTORY opens call no such method (or only a directory's), and
+// need none of this.
+func (n *nowait) resident(op *Op) (int64, bool) {
+	opens := op.Kind == OpOpenat || op.Kind == OpOpenByHandleAt
+	if !opens || op.Flags&(unix.O_PATH|unix.O_DIRECTORY|unix.O_NONBLOCK) != 0 {
+		return result(do(op)), true
+	}
+	op.Flags |= unix.O_NONBLOCK
+	fd, err := do(op)
+	op.Flags &^= unix.O_NONBLOCK
+	switch err {
+	case nil:
+	case unix.EAGAIN, unix.ENXIO:
+		return 0, false
+	default:
+		return result(fd, err), true
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err == nil {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+	}
+	if err != nil {
+		unix.Close(int(fd))
+		return 0, false
+	}
+	return fd, true
+}
+
 // ResidentIOMax is the largest read or write run on the spot for a
 // resident op: at memory speed 128 KiB is a few tens of microseconds,
 // about what a handoff to a worker costs; a bigger transfer would hold
@@ -125,7 +161,7 @@ func boundedWork(op *Op) bool {
 		return false // work grows with the file (pages to free, holes to walk)
 	case OpFcntlLock, OpFlock:
 		return false // may wait for another process's lock
-	case OpOpenat:
+	case OpOpenat, OpOpenByHandleAt:
 		return op.Flags&unix.O_TRUNC == 0
 	case OpRead, OpWrite, OpGetdents:
 		return len(op.Buf) <= ResidentIOMax

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -318,6 +319,88 @@ func TestNowaitUncachedOpen(t *testing.T) {
 				t.Fatalf("uncached open: res %d, inline hits %d; want an fd, 0", r[0], nw.hits)
 			}
 			unix.Close(int(r[0]))
+		})
+	}
+}
+
+// TestNowaitResidentOpen: a Resident open by handle is done in Submit,
+// its fd without the O_NONBLOCK of the attempt; one that would wait for
+// a lease another open file holds is not: the backend opens it once the
+// lease is given up. A Resident open of a FIFO with no reader (which
+// would wait for one) is left to the backend too. (Default routing: with
+// RingAll the FIFO open would meet io_uring's own inline attempt, which
+// answers ENXIO where open(2) waits.)
+func TestNowaitResidentOpen(t *testing.T) {
+	for _, kind := range []string{"pool", "uring"} {
+		t.Run(kind, func(t *testing.T) {
+			h := newHarnessConfig(t, Config{Kind: kind, Workers: 4})
+			nw := nowaitOf(h.b)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "f")
+			if err := os.WriteFile(path, []byte("leased"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, mnt, err := unix.NameToHandleAt(unix.AT_FDCWD, dir, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mountFd := openFile(t, dir, unix.O_RDONLY|unix.O_DIRECTORY)
+			pathFd := openFile(t, path, unix.O_PATH)
+			byHandle := func(flags int) *Op {
+				op := OpenByHandleAt(pathFd, mountFd, mnt, flags)
+				op.Resident = true
+				return op
+			}
+
+			fd := h.do(byHandle(unix.O_RDWR))
+			if fd < 0 || nw.hits != 1 {
+				t.Fatalf("resident open: res %d, inline hits %d; want an fd, 1", fd, nw.hits)
+			}
+			if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 || fl&unix.O_ACCMODE != unix.O_RDWR {
+				t.Fatalf("flags of the new fd: %#o %v; want O_RDWR without O_NONBLOCK", fl, err)
+			}
+			unix.Close(int(fd))
+
+			lessee := openFile(t, path, unix.O_RDONLY)
+			if _, err := unix.FcntlInt(uintptr(lessee), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
+				t.Skipf("cannot take a read lease here: %v", err)
+			}
+			// The lessee is told to give the lease up (SIGIO, ignored
+			// here); it does so a little later, as a real one would.
+			go func() {
+				time.Sleep(50 * time.Millisecond)
+				unix.FcntlInt(uintptr(lessee), unix.F_SETLEASE, unix.F_UNLCK)
+			}()
+			hits := nw.hits
+			start := time.Now()
+			fd = h.do(byHandle(unix.O_WRONLY))
+			if fd < 0 || nw.hits != hits {
+				t.Fatalf("open against a lease: res %d, inline hits %d → %d; want an fd from the backend", fd, hits, nw.hits)
+			}
+			if waited := time.Since(start); waited < 40*time.Millisecond {
+				t.Fatalf("open against a lease returned after %v, before the lease was given up", waited)
+			}
+			unix.Close(int(fd))
+
+			fifo := filepath.Join(dir, "fifo")
+			if err := unix.Mkfifo(fifo, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				time.Sleep(50 * time.Millisecond)
+				if r, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
+					time.Sleep(time.Second)
+					unix.Close(r)
+				}
+			}()
+			hits = nw.hits
+			op := Openat(unix.AT_FDCWD, fifo, unix.O_WRONLY, 0)
+			op.Resident = true
+			fd = h.do(op)
+			if fd < 0 || nw.hits != hits {
+				t.Fatalf("FIFO open: res %d, inline hits %d → %d; want an fd from the backend", fd, hits, nw.hits)
+			}
+			unix.Close(int(fd))
 		})
 	}
 }

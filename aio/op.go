@@ -67,6 +67,11 @@ const (
 	OpSetxattr
 	OpListxattr
 	OpRemovexattr
+	// OpOpenByHandleAt opens the inode an O_PATH fd refers to through
+	// its file handle (name_to_handle_at, then open_by_handle_at): no
+	// path walk, so unlike a reopen through /proc/self/fd it can run on
+	// the spot when the inode is held (Op.Resident; nowait.go).
+	OpOpenByHandleAt
 	numKinds
 )
 
@@ -82,7 +87,7 @@ var kindNames = [...]string{
 	OpGetdents: "GETDENTS", OpLseek: "LSEEK", OpCopyFileRange: "COPY_FILE_RANGE",
 	OpFstatfs: "FSTATFS", OpFaccessat: "FACCESSAT", OpFcntlLock: "FCNTL_LOCK",
 	OpFlock: "FLOCK", OpGetxattr: "GETXATTR", OpSetxattr: "SETXATTR",
-	OpListxattr: "LISTXATTR", OpRemovexattr: "REMOVEXATTR",
+	OpListxattr: "LISTXATTR", OpRemovexattr: "REMOVEXATTR", OpOpenByHandleAt: "OPEN_BY_HANDLE_AT",
 }
 
 // KindByName returns the kind whose String is name.
@@ -145,7 +150,11 @@ type Op struct {
 	Uid      uint32
 	Gid      uint32
 	Dev      uint64
-	Times    [2]unix.Timespec
+	// MountID is the mount OpOpenByHandleAt's fd must be on (the id
+	// name_to_handle_at reports): the open happens through the mount fd
+	// Fd2, and a bind mount inside the tree has other flags (read-only).
+	MountID int
+	Times   [2]unix.Timespec
 
 	Stat   unix.Statx_t
 	Statfs unix.Statfs_t

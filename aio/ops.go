@@ -49,6 +49,13 @@ func Openat2(dirfd int, name string, flags int, mode uint32, resolve uint64) *Op
 	return &Op{Kind: OpOpenat, Fd: dirfd, Path: name, Flags: uint32(flags), Mode: mode, Resolve: resolve}
 }
 
+// OpenByHandleAt opens the inode of the O_PATH fd fd with flags, through
+// mountFd (an fd, not O_PATH, on the mount with id mountID): the result
+// is the new fd, or -EXDEV if fd is on another mount.
+func OpenByHandleAt(fd, mountFd, mountID int, flags int) *Op {
+	return &Op{Kind: OpOpenByHandleAt, Fd: fd, Fd2: mountFd, MountID: mountID, Flags: uint32(flags)}
+}
+
 // Close closes fd.
 func Close(fd int) *Op { return &Op{Kind: OpClose, Fd: fd} }
 

@@ -123,6 +123,16 @@ func do(op *Op) (int64, error) {
 		return int64(n), err
 	case OpRemovexattr:
 		return 0, unix.Removexattr(op.Path, op.Path2)
+	case OpOpenByHandleAt:
+		h, mnt, err := unix.NameToHandleAt(op.Fd, "", unix.AT_EMPTY_PATH)
+		if err != nil {
+			return 0, err
+		}
+		if mnt != op.MountID {
+			return 0, unix.EXDEV
+		}
+		fd, err := unix.OpenByHandleAt(op.Fd2, h, int(op.Flags)|unix.O_CLOEXEC)
+		return int64(fd), err
 	}
 	return 0, unix.ENOSYS
 }

@@ -338,6 +338,10 @@ func (h *handlers) closeAll() {
 	for _, fd := range h.nodes.Detach() {
 		h.closeFd(fd)
 	}
+	if h.opts.byHandle {
+		h.closeFd(h.opts.handleFd)
+		h.opts.byHandle = false
+	}
 }
 
 // Options are the kernel-facing and test settings of a mount.
@@ -378,4 +382,11 @@ type Options struct {
 	// rootNoNowait: the backing root's file system refuses RWF_NOWAIT
 	// (resident.go). Set by NewMount.
 	rootNoNowait bool
+	// byHandle: OPEN goes by file handle (reopen.go) through handleFd,
+	// a directory fd (not O_PATH) on the backing root's mount, whose id
+	// is handleMount. Set by NewMount; handleFd is closed with the
+	// tables.
+	byHandle    bool
+	handleFd    int
+	handleMount int
 }

@@ -81,8 +81,8 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 		cfg.MaxBackground = DefaultMaxBackground
 	}
 	// Deliberate exception to "every backing syscall goes through aio":
-	// these (open the root, stat it, statfs it, resolve the test hook's
-	// file, grow the fd table) run in NewMount before the loop goroutine
+	// these (open the root, stat it, statfs it, prepare opens by handle,
+	// resolve the test hook's file, grow the fd table) run in NewMount before the loop goroutine
 	// exists, so they cannot hold up any request.
 	rootFd, err := unix.Open(backingDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -90,7 +90,7 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	}
 	var st unix.Statx_t
 	if err := unix.Statx(rootFd, "", unix.AT_EMPTY_PATH, aio.StatxMask, &st); err != nil {
-		unix.Close(rootFd)
+		cfg.closeStartFds(rootFd)
 		return nil, fmt.Errorf("stat backing directory %s: %w", backingDir, err)
 	}
 	var sfs unix.Statfs_t
@@ -98,6 +98,9 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 		cfg.residentRoot = residentFS(sfs.Type) && !cfg.NoResident
 		cfg.rootNoNowait = noNowaitFS(sfs.Type)
 		cfg.memoryRoot = memoryFS(sfs.Type) && !cfg.NoResidentData
+	}
+	if cfg.residentRoot {
+		cfg.handleFd, cfg.handleMount, cfg.byHandle = openHandleMount(rootFd)
 	}
 	if _, err := growFdTable(rootFd); err != nil {
 		cfg.Logger.Warn("cannot grow the fd table at mount; opens may stall the loop while it grows", "err", err)
@@ -114,12 +117,12 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 		return mountLoop(backingDir, mountpoint, rootFd, &st, &cfg)
 	case "gofuse":
 	default:
-		unix.Close(rootFd)
+		cfg.closeStartFds(rootFd)
 		return nil, fmt.Errorf("unknown transport %q (want loop or gofuse)", cfg.Transport)
 	}
 	l, err := loop.New(loopConfig(&cfg, false))
 	if err != nil {
-		unix.Close(rootFd)
+		cfg.closeStartFds(rootFd)
 		return nil, err
 	}
 	bridge := newBridge(l, rootFd, &st, cfg.Options)
@@ -132,7 +135,7 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	if err != nil {
 		l.Stop()
 		<-m.loopDone
-		unix.Close(rootFd)
+		cfg.closeStartFds(rootFd)
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	m.Server = srv
@@ -151,13 +154,13 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cfg *Config) (*Mount, error) {
 	fd, err := openDevice()
 	if err != nil {
-		unix.Close(rootFd)
+		cfg.closeStartFds(rootFd)
 		return nil, err
 	}
 	l, err := loop.New(loopConfig(cfg, true))
 	if err != nil {
 		unix.Close(fd)
-		unix.Close(rootFd)
+		cfg.closeStartFds(rootFd)
 		return nil, err
 	}
 	h := newHandlers(l, rootFd, root, cfg.Options)
@@ -313,4 +316,14 @@ func (m *Mount) Unmount() error {
 		return fmt.Errorf("unmount %s: %w", m.Mountpoint, err)
 	}
 	return nil
+}
+
+// closeStartFds closes what NewMount opened for the handlers when a
+// mount fails before they own it: the backing root's fd and the fd for
+// opens by handle.
+func (c *Config) closeStartFds(rootFd int) {
+	unix.Close(rootFd)
+	if c.byHandle {
+		unix.Close(c.handleFd)
+	}
 }

@@ -23,7 +23,12 @@ func (h *handlers) OpenDir(r *request, in *fuse.OpenIn, out *fuse.OpenOut) {
 		r.errno(unix.ENOTDIR)
 		return
 	}
-	h.then(r, aio.Openat(n.Fd, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0), func(fd int64) {
+	// Opening "." walks no name: on a resident file system it reads
+	// only the in-core inode, and O_DIRECTORY rules out the waits of
+	// other opens (leases, FIFOs).
+	op := aio.Openat(n.Fd, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	op.Resident = h.onSpot(n)
+	h.then(r, op, func(fd int64) {
 		hd := h.handles.Add(int(fd), n.ID, true)
 		out.Fh = hd.ID
 		if h.opts.CacheDir {

@@ -25,8 +25,7 @@ func (h *handlers) openFlags(flags uint32) int {
 	return f
 }
 
-// Open: openat(AT_FDCWD, /proc/self/fd/<node>, flags) → register handle.
-// Reopening through /proc reaches the inode without walking a path.
+// Open: open the node's inode (openNode) → register handle.
 func (h *handlers) Open(r *request, in *fuse.OpenIn, out *fuse.OpenOut) {
 	n := h.node(r, in.NodeId)
 	if n == nil {
@@ -49,7 +48,7 @@ func (h *handlers) Open(r *request, in *fuse.OpenIn, out *fuse.OpenOut) {
 		// other end): never on the loop (markMemory).
 		r.offRoot = true
 	}
-	h.then(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(n.Fd), h.openFlags(in.Flags), 0), func(fd int64) {
+	h.openNode(r, n, h.openFlags(in.Flags), func(fd int64) {
 		hd := h.addHandle(int(fd), n, in.Flags)
 		out.Fh = hd.ID
 		if in.Mode&fuse.OPEN_KILL_SUIDGID != 0 && in.Flags&unix.O_TRUNC != 0 {

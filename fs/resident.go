@@ -79,10 +79,18 @@ func (h *handlers) resident(n *backing.Node) bool {
 // ops/s offloaded against 27.1 k on the loop; docs/BENCHMARKS.md). On a
 // memory root everything stays on the loop (markMemory).
 func (h *handlers) statFd(n *backing.Node, fd int) *aio.Op {
-	if n != nil && h.resident(n) && (!h.queued || h.memoryRootOK()) {
+	if h.onSpot(n) {
 		return aio.StatxResident(fd, statFlags)
 	}
 	return aio.Statx(fd, "", statFlags)
+}
+
+// onSpot reports whether an op that reaches only n's in-core inode (a
+// statx, an open by handle, an open of ".") is marked Resident now: n is
+// resident, and requests are not queueing up on a disk file system
+// (statFd). Loop-only.
+func (h *handlers) onSpot(n *backing.Node) bool {
+	return n != nil && h.resident(n) && (!h.queued || h.memoryRootOK())
 }
 
 // Memory roots: what the loop may do itself on tmpfs.

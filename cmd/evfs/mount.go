@@ -47,6 +47,7 @@ func mountCommand() *cli.Command {
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "on SIGINT/SIGTERM, how long a busy mount may keep serving open files after being detached before its connection is aborted"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every request, submission and completion"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the daemon to `FILE` (for go tool pprof)"},
+			&cli.StringFlag{Name: "memprofile", Usage: "write a Go allocation profile of the daemon to `FILE` at unmount (go tool pprof -sample_index=alloc_space)"},
 		}, observabilityFlags()...),
 		Action: mountAction,
 	}
@@ -131,6 +132,9 @@ func mountAction(c *cli.Context) error {
 			return err
 		}
 		defer stop()
+	}
+	if path := c.String("memprofile"); path != "" {
+		defer writeMemProfile(path, logger)
 	}
 	m, err := fs.NewMount(backingDir, mountpoint, cfg)
 	if err != nil {
@@ -275,4 +279,18 @@ func startCPUProfile(path string) (func(), error) {
 		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// writeMemProfile writes the allocation profile (every allocation since
+// start, sampled) at the end of the run.
+func writeMemProfile(path string, logger *slog.Logger) {
+	f, err := os.Create(path)
+	if err != nil {
+		logger.Error("memory profile", "err", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		logger.Error("memory profile", "err", err)
+	}
 }

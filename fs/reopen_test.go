@@ -1,0 +1,114 @@
+package fs_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"evfs/fs"
+	"evfs/fs/fstest"
+)
+
+// TestOpenByHandle: on a resident backing root that is not a memory root
+// (tmpfs served with --resident-data=false: what a disk file system
+// gets), OPEN and OPENDIR reopen the node by file handle on the spot: of
+// each open+close round only the two closes leave the loop (through
+// /proc the opens would too; the sync backend counts no ops on the spot). Files opened for reading and for writing
+// give the native bytes. Where a handle cannot serve, the open still
+// works the general way: a file under a bind mount inside the tree (same
+// device, another mount: EXDEV; opened for writing once that mount is
+// read-only, EROFS); and a deleted file reopened through /proc/self/fd
+// gives its bytes.
+func TestOpenByHandle(t *testing.T) {
+	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
+		mnt, backing := fstest.Dirs(t)
+		if err := unix.Mount("evfs-test", backing, "tmpfs", 0, "size=16m"); err != nil {
+			t.Fatalf("mount tmpfs as the backing dir: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(backing, unix.MNT_DETACH) })
+		p := func(name string) string { return filepath.Join(mnt, name) }
+		mustWriteFile(t, filepath.Join(backing, "f"), []byte("opened by handle"), 0o644)
+		for _, d := range []string{"d", "src", "bind"} {
+			if err := os.Mkdir(filepath.Join(backing, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustWriteFile(t, filepath.Join(backing, "src", "g"), []byte("under a bind mount"), 0o644)
+		if err := unix.Mount(filepath.Join(backing, "src"), filepath.Join(backing, "bind"), "", unix.MS_BIND, ""); err != nil {
+			t.Fatalf("bind mount: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(filepath.Join(backing, "bind"), unix.MNT_DETACH) })
+		m := fstest.MountAt(t, backend, backing, mnt, func(c *fs.Config) { c.NoResidentData = true })
+
+		const n = 16
+		before := offLoop(t, m)
+		for i := 0; i < n; i++ {
+			f, err := os.Open(p("f"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			d, err := os.Open(p("d"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.Close()
+		}
+		if left := offLoop(t, m) - before; backend != "sync" && left > 2*n {
+			t.Errorf("%d ops left the loop in %d rounds of open+close and opendir+close, want at most %d (the closes)", left, n, 2*n)
+		}
+
+		if b := mustReadFile(t, p("f")); string(b) != "opened by handle" {
+			t.Fatalf("read: %q", b)
+		}
+		w, err := os.OpenFile(p("f"), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.WriteAt([]byte("reopen "), 0); err != nil {
+			t.Fatal(err)
+		}
+		if fl, err := unix.FcntlInt(w.Fd(), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+			t.Fatalf("flags of the mount's file: %#o %v", fl, err)
+		}
+		w.Close()
+		if b := mustReadFile(t, filepath.Join(backing, "f")); string(b) != "reopen by handle" {
+			t.Fatalf("backing file after a write: %q", b)
+		}
+
+		if b := mustReadFile(t, p("bind/g")); string(b) != "under a bind mount" {
+			t.Fatalf("read under the bind mount: %q", b)
+		}
+		wantErrno(t, "open for writing under a read-only bind mount", func() error {
+			if err := unix.Mount("", filepath.Join(backing, "bind"), "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+				t.Fatalf("remount read-only: %v", err)
+			}
+			f, err := os.OpenFile(p("bind/g"), os.O_WRONLY, 0)
+			if err == nil {
+				f.Close()
+			}
+			return err
+		}(), unix.EROFS)
+
+		f, err := os.Open(p("f"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := os.Remove(p("f")); err != nil {
+			t.Fatal(err)
+		}
+		again, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+		if err != nil {
+			t.Fatalf("reopen of a deleted file: %v", err)
+		}
+		defer again.Close()
+		buf := make([]byte, 64)
+		if k, err := again.ReadAt(buf, 0); string(buf[:k]) != "reopen by handle" {
+			t.Fatalf("read of the deleted file reopened: %q, %v", buf[:k], err)
+		}
+	})
+}
