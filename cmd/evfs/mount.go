@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -46,6 +47,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "nonempty", Usage: "allow mounting over a non-empty mountpoint (its files are hidden while mounted)"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "on SIGINT/SIGTERM, how long a busy mount may keep serving open files after being detached before its connection is aborted"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every request, submission and completion"},
+			&cli.IntFlag{Name: "gc-floor-mib", Value: defaultGCFloorMiB, Usage: "the Go heap may grow by at least this many MiB of garbage between collections (a ballast: address space, not memory); the daemon's live heap is a few MiB, so without it a busy mount collects every few hundred requests (0: Go's default pacing)"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the daemon to `FILE` (for go tool pprof)"},
 			&cli.StringFlag{Name: "memprofile", Usage: "write a Go allocation profile of the daemon to `FILE` at unmount (go tool pprof -sample_index=alloc_space)"},
 		}, observabilityFlags()...),
@@ -132,6 +134,12 @@ func mountAction(c *cli.Context) error {
 			return err
 		}
 		defer stop()
+	}
+	if mib := c.Int("gc-floor-mib"); mib > 0 {
+		floor := gcBallast(mib)
+		defer runtime.KeepAlive(floor)
+	} else if mib < 0 {
+		return usagef("--gc-floor-mib must be 0 or more (got %d)", mib)
 	}
 	if path := c.String("memprofile"); path != "" {
 		defer writeMemProfile(path, logger)
@@ -294,3 +302,14 @@ func writeMemProfile(path string, logger *slog.Logger) {
 		logger.Error("memory profile", "err", err)
 	}
 }
+
+// defaultGCFloorMiB: readdir of 1 000 entries allocated ~240 KiB, and
+// the collector ran every ~6 ms of such listings with the default 4 MiB
+// heap goal; docs/BENCHMARKS.md has what the floor changes.
+const defaultGCFloorMiB = 16
+
+// gcBallast allocates mib MiB that are never touched: the heap goal
+// (twice the live heap, GOGC=100) then starts above 2×mib MiB, and the
+// pages, fresh from the kernel and never written, cost no memory.
+// Pointer-free, so the collector never scans it.
+func gcBallast(mib int) []byte { return make([]byte, mib<<20) }
