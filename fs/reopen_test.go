@@ -8,7 +8,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"evfs/fs"
 	"evfs/fs/fstest"
 )
 
@@ -24,11 +23,7 @@ import (
 // gives its bytes.
 func TestOpenByHandle(t *testing.T) {
 	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
-		mnt, backing := fstest.Dirs(t)
-		if err := unix.Mount("evfs-test", backing, "tmpfs", 0, "size=16m"); err != nil {
-			t.Fatalf("mount tmpfs as the backing dir: %v", err)
-		}
-		t.Cleanup(func() { unix.Unmount(backing, unix.MNT_DETACH) })
+		m, mnt, backing := memoryRoot(t, backend, false)
 		p := func(name string) string { return filepath.Join(mnt, name) }
 		mustWriteFile(t, filepath.Join(backing, "f"), []byte("opened by handle"), 0o644)
 		for _, d := range []string{"d", "src", "bind"} {
@@ -41,7 +36,6 @@ func TestOpenByHandle(t *testing.T) {
 			t.Fatalf("bind mount: %v", err)
 		}
 		t.Cleanup(func() { unix.Unmount(filepath.Join(backing, "bind"), unix.MNT_DETACH) })
-		m := fstest.MountAt(t, backend, backing, mnt, func(c *fs.Config) { c.NoResidentData = true })
 
 		const n = 16
 		before := offLoop(t, m)
