@@ -264,24 +264,6 @@ var backendCases = []struct {
 		e.wantErr("write to a directory", OpenByHandleAt(e.dfd, mountFd, mnt, unix.O_WRONLY), unix.EISDIR)
 		e.wantErr("bad fd", OpenByHandleAt(-1, mountFd, mnt, unix.O_RDONLY), unix.EBADF)
 	}},
-	{"splice", func(e *env) {
-		e.file("f", "0123456789")
-		var p [2]int
-		if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-			e.t.Fatal(err)
-		}
-		defer unix.Close(p[0])
-		defer unix.Close(p[1])
-		fd := e.open("f", unix.O_RDONLY)
-		e.want("splice", SpliceToPipe(fd, 3, p[1], 4), 4)
-		e.want("splice past EOF", SpliceToPipe(fd, 8, p[1], 100), 2)
-		buf := make([]byte, 16)
-		if n, err := unix.Read(p[0], buf); err != nil || string(buf[:n]) != "345689" {
-			e.t.Fatalf("pipe holds %q, %v; want 345689", buf[:max(n, 0)], err)
-		}
-		e.wantErr("splice into a read-only file", SpliceToPipe(fd, 0, fd, 4), unix.EBADF)
-		e.wantErr("splice bad fd", SpliceToPipe(-1, 0, p[1], 4), unix.EBADF)
-	}},
 	{"statx", func(e *env) {
 		e.file("f", "twelve bytes")
 		op := e.want("statx", Statx(e.dfd, "f", unix.AT_SYMLINK_NOFOLLOW), 0)

@@ -165,8 +165,6 @@ func boundedWork(op *Op) bool {
 		return op.Flags&unix.O_TRUNC == 0
 	case OpRead, OpWrite, OpGetdents:
 		return len(op.Buf) <= ResidentIOMax
-	case OpSplice:
-		return op.Len <= ResidentIOMax
 	case OpReadv, OpWritev:
 		n := 0
 		for _, b := range op.Iov {

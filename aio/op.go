@@ -72,10 +72,6 @@ const (
 	// path walk, so unlike a reopen through /proc/self/fd it can run on
 	// the spot when the inode is held (Op.Resident; nowait.go).
 	OpOpenByHandleAt
-	// OpSplice moves Len bytes of Fd at Off into the pipe Fd2 (splice):
-	// from a page-cache file the pipe takes references to the pages, so
-	// a reply spliced on to /dev/fuse copies the data once, not twice.
-	OpSplice
 	numKinds
 )
 
@@ -92,7 +88,6 @@ var kindNames = [...]string{
 	OpFstatfs: "FSTATFS", OpFaccessat: "FACCESSAT", OpFcntlLock: "FCNTL_LOCK",
 	OpFlock: "FLOCK", OpGetxattr: "GETXATTR", OpSetxattr: "SETXATTR",
 	OpListxattr: "LISTXATTR", OpRemovexattr: "REMOVEXATTR", OpOpenByHandleAt: "OPEN_BY_HANDLE_AT",
-	OpSplice: "SPLICE",
 }
 
 // KindByName returns the kind whose String is name.

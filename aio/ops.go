@@ -56,13 +56,6 @@ func OpenByHandleAt(fd, mountFd, mountID int, flags int) *Op {
 	return &Op{Kind: OpOpenByHandleAt, Fd: fd, Fd2: mountFd, MountID: mountID, Flags: uint32(flags)}
 }
 
-// SpliceToPipe moves up to n bytes of fd at off into the pipe pipeW
-// without blocking on the pipe (SPLICE_F_NONBLOCK); the result is the
-// count moved.
-func SpliceToPipe(fd int, off int64, pipeW int, n int) *Op {
-	return &Op{Kind: OpSplice, Fd: fd, Off: off, Fd2: pipeW, Len: int64(n), Flags: unix.SPLICE_F_NONBLOCK}
-}
-
 // Close closes fd.
 func Close(fd int) *Op { return &Op{Kind: OpClose, Fd: fd} }
 

@@ -123,10 +123,6 @@ func do(op *Op) (int64, error) {
 		return int64(n), err
 	case OpRemovexattr:
 		return 0, unix.Removexattr(op.Path, op.Path2)
-	case OpSplice:
-		off := op.Off
-		n, err := unix.Splice(op.Fd, &off, op.Fd2, nil, int(op.Len), int(op.Flags))
-		return n, err
 	case OpOpenByHandleAt:
 		h, mnt, err := unix.NameToHandleAt(op.Fd, "", unix.AT_EMPTY_PATH)
 		if err != nil {

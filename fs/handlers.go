@@ -38,7 +38,6 @@ type handlers struct {
 	queued     bool      // requests are queueing up (set by the session's drain; resident.go)
 	rootDev    uint64    // device of the backing root (resident.go)
 	swapOn     bool      // the machine has swap: no memory root (resident.go)
-	spliced    uint64    // READ replies sent from a pipe (splice.go)
 }
 
 // submit starts op for r and runs k with its result. The op id is kept on
@@ -373,10 +372,6 @@ type Options struct {
 	// NoResidentData keeps every op but the resident statx on the
 	// backend even on a memory root (resident.go).
 	NoResidentData bool
-
-	// NoSplice copies every READ reply through a buffer, as the gofuse
-	// transport always does (splice.go).
-	NoSplice bool
 
 	// residentRoot: the backing root's file system is resident
 	// (resident.go). Set by NewMount.

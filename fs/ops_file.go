@@ -132,12 +132,6 @@ func (h *handlers) Read(r *request, in *fuse.ReadIn, buf []byte, n *int) {
 		return
 	}
 	size := min(int(in.Size), len(buf))
-	if size >= spliceMin && size <= aio.ResidentIOMax && !hd.DelayReads && h.memoryRequest(r) {
-		if w, ok := r.replyPipe(size); ok {
-			h.spliceRead(r, hd, int64(in.Offset), w, buf[:size], n)
-			return
-		}
-	}
 	op := ioOp(aio.Pread(hd.Fd, buf[:size], int64(in.Offset)), hd)
 	if hd.DelayReads {
 		op.Delay = h.opts.TestDelay
@@ -145,33 +139,6 @@ func (h *handlers) Read(r *request, in *fuse.ReadIn, buf []byte, n *int) {
 	h.then(r, op, func(res int64) {
 		*n = int(res)
 		r.reply(fuse.OK)
-	})
-}
-
-// spliceRead: splice(handle → r's reply pipe, off) → the reply goes from
-// the pipe (splice.go). A short splice (the end of the file) takes its
-// data back into buf and reads the rest, if any, as a plain read would.
-func (h *handlers) spliceRead(r *request, hd *backing.Handle, off int64, pipeW int, buf []byte, n *int) {
-	h.then(r, aio.SpliceToPipe(hd.Fd, off, pipeW, len(buf)), func(res int64) {
-		got := int(res)
-		if got == len(buf) {
-			*n = got
-			r.reply(fuse.OK)
-			return
-		}
-		if !r.unsplice(buf[:got]) {
-			r.errno(unix.EIO)
-			return
-		}
-		if got == 0 {
-			*n = 0
-			r.reply(fuse.OK)
-			return
-		}
-		h.then(r, ioOp(aio.Pread(hd.Fd, buf[got:], off+int64(got)), hd), func(res int64) {
-			*n = got + int(res)
-			r.reply(fuse.OK)
-		})
 	})
 }
 

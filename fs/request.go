@@ -42,7 +42,6 @@ type request struct {
 	out     outStruct
 	outSize int
 	payload []byte
-	pipe    *replyPipe // READ: the reply is in this pipe (splice.go)
 	// What handlers report besides the status, for payloadOf.
 	count      int                // READ: bytes read
 	dirList    *fuse.DirEntryList // READDIR(PLUS): the entries

@@ -168,20 +168,12 @@ func (h *handlers) markMemory(r *request, op *aio.Op) {
 		r.offRoot = true
 		return
 	}
-	if !op.Resident && h.memoryRequest(r) {
+	if op.Resident || r.offRoot || !h.memoryRootOK() {
+		return
+	}
+	if n := h.nodes.Get(r.hdr.NodeId); n != nil && h.rootFS(n) {
 		op.Resident = true
 	}
-}
-
-// memoryRequest reports whether r's ops that stay on the root's file
-// system are marked Resident (markMemory): a memory root, r's node on
-// the root's device, and no op of r has left it. Loop-only.
-func (h *handlers) memoryRequest(r *request) bool {
-	if r.offRoot || !h.memoryRootOK() {
-		return false
-	}
-	n := h.nodes.Get(r.hdr.NodeId)
-	return n != nil && h.rootFS(n)
 }
 
 // openName opens name in parent: on a resident parent with openat2

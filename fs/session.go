@@ -48,10 +48,6 @@ type session struct {
 	probing    bool // the poll probe file exists (pollprobe.go)
 	readLimit  int  // requests the next drain may read (see drain)
 	lastWaited int  // requests a process waits for that the last drain read
-
-	pipes     []*replyPipe // free pipes for spliced READ replies (splice.go)
-	pipesOpen int          // pipes open, free or held by a request
-	noSplice  bool         // pipes cannot be sized: READ replies are copied
 }
 
 // Input buffer layout. Every request is read at inOff, so that a WRITE's
@@ -84,7 +80,6 @@ func newSession(fd int, h *handlers, l *loop.Loop, cfg *Config) *session {
 		bufSize:   (cfg.MaxWrite + 3*pageSize + pageSize - 1) &^ (pageSize - 1),
 		inflight:  make(map[uint64]*request),
 		probing:   true,
-		noSplice:  cfg.NoSplice,
 		readLimit: 1,
 		inited:    make(chan struct{}),
 		ended:     make(chan struct{}),
@@ -200,16 +195,6 @@ func (s *session) newRequest(o op, buf []byte, hdr *fuse.InHeader) *request {
 // request.reply, exactly once per request.
 func (s *session) send(r *request) {
 	st := s.payloadOf(r)
-	if r.pipe != nil {
-		if st != fuse.OK {
-			s.dropPipe(r)
-		} else if n := int(unsafe.Sizeof(s.hdr)) + r.count; s.sendPipe(r, n) {
-			s.sent(r, st, n)
-			return
-		} else {
-			st = fuse.EIO // the kernel refused the spliced message
-		}
-	}
 	s.hdr = fuse.OutHeader{Unique: r.hdr.Unique, Status: -int32(st)}
 	iov := s.iov[:1]
 	iov[0] = unix.Iovec{Base: (*byte)(unsafe.Pointer(&s.hdr))}
@@ -231,11 +216,6 @@ func (s *session) send(r *request) {
 	}
 	s.hdr.Length = uint32(n)
 	s.writeReply(iov)
-	s.sent(r, st, n)
-}
-
-// sent finishes a request whose reply of n bytes was written.
-func (s *session) sent(r *request, st fuse.Status, n int) {
 	if n > bigReply {
 		s.loop.SkipSpin()
 	}
@@ -327,7 +307,6 @@ func (s *session) end(err error) {
 		unix.Munmap(b)
 	}
 	s.free = nil
-	s.closePipes()
 	select {
 	case <-s.inited:
 	default:

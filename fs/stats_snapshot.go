@@ -13,8 +13,6 @@ type Snapshot struct {
 	Taken time.Time
 	Loop  loop.Stats
 	Ops   []OpStat // the operations seen so far, in a fixed order
-	// Spliced counts READ replies sent from a pipe (splice.go).
-	Spliced uint64
 }
 
 // Snapshot copies the loop's and the per-op statistics in one event on
@@ -24,7 +22,7 @@ type Snapshot struct {
 func (m *Mount) Snapshot(ctx context.Context) (Snapshot, error) {
 	ch := make(chan Snapshot, 1) // buffered: the loop never blocks on a caller that left
 	m.Loop.Post("stats", func() {
-		s := Snapshot{Taken: time.Now(), Loop: m.Loop.Stats(), Spliced: m.h.spliced}
+		s := Snapshot{Taken: time.Now(), Loop: m.Loop.Stats()}
 		for i := range m.h.stats {
 			if m.h.stats[i].Count > 0 {
 				st := m.h.stats[i]

@@ -70,8 +70,6 @@ var benchTargetList = []benchTargetInfo{
 		Desc: "evfs mount --backend uring --resident-stat=false (every statx and open goes to the backend)"},
 	{Name: "evfs-uring-nodata", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--resident-data=false"}, Optional: true,
 		Desc: "evfs mount --backend uring --resident-data=false (on a memory root, only the statx of open inodes is done on the loop)"},
-	{Name: "evfs-uring-nosplice", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--splice-reads=false"}, Optional: true,
-		Desc: "evfs mount --backend uring --splice-reads=false (READ replies copied through a buffer)"},
 	{Name: "evfs-uring-nofloor", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--gc-floor-mib=0"}, Optional: true,
 		Desc: "evfs mount --backend uring --gc-floor-mib 0 (Go's default heap pacing: a collection every ~4 MiB allocated)"},
 	{Name: "passthrough_hp", Kind: "external", Optional: true,
