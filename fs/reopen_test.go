@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -103,6 +104,77 @@ func TestOpenByHandle(t *testing.T) {
 		buf := make([]byte, 64)
 		if k, err := again.ReadAt(buf, 0); string(buf[:k]) != "reopen by handle" {
 			t.Fatalf("read of the deleted file reopened: %q, %v", buf[:k], err)
+		}
+	})
+}
+
+// TestOpenWaitsOffLoop: an OPEN for writing of a file another open file
+// holds a read lease on must wait until the lease is given up. On the
+// resident roots, where OPEN runs on the spot, it waits on a worker: the
+// loop serves other requests meanwhile. (The sync backend waits on the
+// loop, by design, and is not asked to.)
+func TestOpenWaitsOffLoop(t *testing.T) {
+	forMemoryRoot(t, func(t *testing.T, backend string, on bool) {
+		_, mnt, backing := memoryRoot(t, backend, on)
+		mustWriteFile(t, filepath.Join(backing, "f"), []byte("leased"), 0o644)
+		mustWriteFile(t, filepath.Join(backing, "other"), nil, 0o644)
+		lessee, err := os.Open(filepath.Join(backing, "f"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lessee.Close()
+		if _, err := unix.FcntlInt(lessee.Fd(), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
+			t.Fatalf("take a read lease: %v", err)
+		}
+		release := func() { unix.FcntlInt(lessee.Fd(), unix.F_SETLEASE, unix.F_UNLCK) }
+		defer release()
+
+		opened := make(chan error, 1)
+		go func() {
+			f, err := os.OpenFile(filepath.Join(mnt, "f"), os.O_WRONLY, 0)
+			if err == nil {
+				_, err = f.WriteAt([]byte("L"), 0)
+				f.Close()
+			}
+			opened <- err
+		}()
+		time.Sleep(100 * time.Millisecond)
+		select {
+		case err := <-opened:
+			t.Fatalf("the open returned (%v) while the lease was held", err)
+		default:
+		}
+		if backend != "sync" {
+			served := make(chan error, 1)
+			go func() {
+				for i := 0; i < 20; i++ {
+					if _, err := os.Stat(filepath.Join(mnt, "other")); err != nil {
+						served <- err
+						return
+					}
+				}
+				served <- nil
+			}()
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("stats through the mount stalled while an OPEN waited for a lease")
+			}
+		}
+		release()
+		select {
+		case err := <-opened:
+			if err != nil {
+				t.Fatalf("open after the lease was given up: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the open did not finish after the lease was given up")
+		}
+		if b := mustReadFile(t, filepath.Join(backing, "f")); string(b) != "Leased" {
+			t.Fatalf("backing file: %q", b)
 		}
 	})
 }
