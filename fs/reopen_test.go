@@ -16,9 +16,10 @@ import (
 // (tmpfs served with --resident-data=false: what a disk file system
 // gets), OPEN and OPENDIR reopen the node by file handle on the spot: of
 // each open+close round only the two closes leave the loop (through
-// /proc the opens would too; the sync backend counts no ops on the spot). Files opened for reading and for writing
-// give the native bytes. Where a handle cannot serve, the open still
-// works the general way: a file under a bind mount inside the tree (same
+// /proc the opens would too; the sync backend counts no ops on the
+// spot). Files opened for reading and for writing give the native
+// bytes. Where a handle cannot serve, the open still works the general
+// way: a file under a bind mount inside the tree (same
 // device, another mount: EXDEV; opened for writing once that mount is
 // read-only, EROFS); and a deleted file reopened through /proc/self/fd
 // gives its bytes.
