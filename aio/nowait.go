@@ -28,13 +28,14 @@ import (
 //     (io_uring's inline openat uses the same LOOKUP_CACHED mode.)
 //   - any op the submitter vouches touches only memory (Op.Resident),
 //     when its work is bounded (boundedWork); an open among them with
-//     O_NONBLOCK, so that it never waits for another process (resident). The fs package knows what
-//     io_uring cannot: the backing file system's type. A statx of an
-//     open inode on a local file system copies fields of the in-memory
-//     inode (io_uring always punts STATX); the close of a spare O_PATH
-//     fd whose inode another fd holds frees nothing; and on a memory
-//     file system with no swap (tmpfs, ramfs) every op short of
-//     truncation works on pages already in memory.
+//     O_NONBLOCK, so that it never waits for another process
+//     (resident). The fs package knows what io_uring cannot: the
+//     backing file system's type. A statx of an open inode on a local
+//     file system copies fields of the in-memory inode (io_uring always
+//     punts STATX); the close of a spare O_PATH fd whose inode another
+//     fd holds frees nothing; an open by handle of a held inode walks
+//     no path; and on a memory file system with no swap (tmpfs, ramfs)
+//     every op short of truncation works on pages already in memory.
 //
 // Owned by the loop goroutine, like the backend that embeds it.
 type nowait struct {
