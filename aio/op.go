@@ -140,12 +140,13 @@ type Op struct {
 	// in-memory state and nothing it does can wait for a device: a statx
 	// of an inode held open on a local file system (ext4, xfs, tmpfs…),
 	// the close of a spare O_PATH fd whose inode another fd keeps open,
-	// or any op on a memory file system (tmpfs, ramfs) with no swap
-	// that reaches no other file system. Backends run such an op on the
-	// spot when its work is bounded (nowait.go, boundedWork): not
-	// truncation, fallocate, copy_file_range, lseek (their work grows
-	// with the file), nor locks (they wait for other processes), nor
-	// data beyond ResidentIOMax.
+	// an open by handle of such an inode or an open of "." in such a
+	// directory, or any op on a memory file system (tmpfs, ramfs) with
+	// no swap that reaches no other file system. Backends run such an
+	// op on the spot when its work is bounded (nowait.go, boundedWork):
+	// not truncation, fallocate, copy_file_range, lseek (their work
+	// grows with the file), nor locks (they wait for other processes),
+	// nor data beyond ResidentIOMax; an open, with O_NONBLOCK.
 	Resident bool
 	Uid      uint32
 	Gid      uint32
