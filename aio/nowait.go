@@ -136,11 +136,9 @@ func (n *nowait) resident(op *Op) (int64, bool) {
 	default:
 		return result(fd, err), true
 	}
-	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	if err == nil {
-		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
-	}
-	if err != nil {
+	// The status flags F_SETFL sets are the open's own, less O_NONBLOCK
+	// (and O_ASYNC, which open(2) ignores but F_SETFL would honour).
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, int(op.Flags)&^(unix.O_NONBLOCK|unix.O_ASYNC)); err != nil {
 		unix.Close(int(fd))
 		return 0, false
 	}

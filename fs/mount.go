@@ -82,8 +82,9 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	}
 	// Deliberate exception to "every backing syscall goes through aio":
 	// these (open the root, stat it, statfs it, prepare opens by handle,
-	// resolve the test hook's file, grow the fd table) run in NewMount before the loop goroutine
-	// exists, so they cannot hold up any request.
+	// resolve the test hook's file, grow the fd table) run in NewMount
+	// before the loop goroutine exists, so they cannot hold up any
+	// request.
 	rootFd, err := unix.Open(backingDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open backing directory %s: %w", backingDir, err)

@@ -65,10 +65,11 @@ const (
 	// and replies interleave with a flood of new requests.
 	readBatch = 32
 	// bigReply: after a reply this large the loop does not spin
-	// (loop.SkipSpin). The requester reads the data next; woken on the
-	// CPU the loop leaves idle, it finds it in that CPU's cache, where a
-	// spinning loop sends it to the other CPU (128 KiB reads, 9 rounds:
-	// p50 ~130 µs in 7 of them with the spin, ~55 µs in 6 without).
+	// (loop.SkipSpin). A spinning loop keeps its CPU, so the requester
+	// it wakes runs on the other one, and a big read is far slower when
+	// the two run apart (128 KiB reads, 9 rounds: p50 ~130 µs in 7 of
+	// them with the spin, ~55 µs in 6 without; pinned with taskset, 32–42
+	// µs on one CPU against 186–201 on two, docs/BENCHMARKS.md).
 	bigReply = 32 << 10
 )
 

@@ -58,8 +58,8 @@ func (l *Loop) spinBeforeSleep() bool {
 }
 
 // SkipSpin makes the loop's next idle spell start with a sleep: for work
-// whose consumer should get this CPU at once (a big reply, which the
-// woken requester reads best from this CPU's cache). Loop-only.
+// whose consumer should be free to run on this CPU at once (the
+// requester of a big reply). Loop-only.
 func (l *Loop) SkipSpin() { l.skipSpin = true }
 
 // wokeAfterSleep records the idle gap that ended with a sleep.
