@@ -43,6 +43,11 @@ type Config struct {
 	// Spin is how long the loop polls before it sleeps ("loop"
 	// transport; loop.Config.Spin).
 	Spin time.Duration
+	// NoPollProbe skips the poll probe ("loop" transport, pollprobe.go).
+	// Only a process that never opens files of its own mount may set it
+	// (the evfs binary): the probe protects such opens, and it is the one
+	// time evfs itself holds a file of its mount.
+	NoPollProbe bool
 }
 
 // Transports are the values of Config.Transport.
@@ -206,8 +211,10 @@ func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cf
 		return fail(errors.New("FUSE_INIT failed"))
 	default:
 	}
-	if err := probePoll(mountpoint); err != nil {
-		return fail(err)
+	if !cfg.NoPollProbe {
+		if err := probePoll(mountpoint); err != nil {
+			return fail(err)
+		}
 	}
 	done := make(chan struct{})
 	l.Post("poll probe done", func() { s.probing = false; close(done) })

@@ -211,6 +211,46 @@ func TestStaleMountIsCleanedUp(t *testing.T) {
 	}
 }
 
+// TestKillRightAfterMount: a daemon SIGKILLed the moment its mount
+// appears exits at once and leaves a stale mount `evfs umount` cleans. It
+// used to probe a file of its own mount at that moment (fs/pollprobe.go);
+// killed then, it hung in its exit, unkillable, flushing that file to
+// itself (CI hung 19 minutes in TestStaleMountIsCleanedUp).
+func TestKillRightAfterMount(t *testing.T) {
+	for i := range 20 {
+		backing, mnt := mkdirs(t)
+		cmd := exec.Command(evfsBin, "mount", "--backend", "pool", backing, mnt)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+		// Kill at a different moment after mount(2) each time: INIT, the
+		// old probe and the first requests are all within a millisecond.
+		var dev uint64
+		for start := time.Now(); dev == 0; {
+			if dev, _ = mountDev(mnt); dev == 0 && time.Since(start) > 10*time.Second {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("kill %d: the mount did not appear", i)
+			}
+		}
+		time.Sleep(time.Duration(i) * 100 * time.Microsecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			abortDev(dev) // lets it finish exiting
+			<-exited
+			t.Fatalf("kill %d: the daemon, SIGKILLed right after mounting, had not exited after 10 s", i)
+		}
+		if code, stderr := runEvfs(t, "umount", mnt); code != 0 {
+			t.Fatalf("kill %d: umount of the stale mount: exit %d: %s", i, code, stderr)
+		}
+	}
+}
+
 func TestBusyMountIsDetachedOnSignal(t *testing.T) {
 	backing, mnt := mkdirs(t)
 	cmd := serve(t, backing, mnt, "--backend", "pool", "--shutdown-timeout", "1s")

@@ -121,6 +121,10 @@ func mountAction(c *cli.Context) error {
 		Transport:     c.String("transport"),
 		LockThread:    c.Bool("lock-thread"),
 		Spin:          c.Duration("spin"),
+		// This process never opens files of its own mount, so it needs
+		// no poll probe; without it, a SIGKILL right after mounting
+		// cannot catch the daemon holding one (fs/pollprobe.go).
+		NoPollProbe: true,
 	}
 	cfg.StallThreshold = obs.loopStall()
 	if err := testHooks(&cfg); err != nil {
