@@ -43,6 +43,7 @@ var (
 	mWait          = metricDesc("evfs_loop_wait_seconds_total", "Time the loop spent asleep, waiting for events.")
 	mLongest       = metricDesc("evfs_loop_longest_handler_seconds", "Longest single event or continuation run since the mount.")
 	mStalls        = metricDesc("evfs_loop_stalls_total", "Event or continuation runs longer than the stall threshold.")
+	mSpins         = metricDesc("evfs_loop_spins_total", "Times the loop polled for new work before sleeping (--spin).")
 	mUnknown       = metricDesc("evfs_loop_unknown_completions_total", "Completions with no continuation (bugs).")
 	mBSubmitted    = metricDesc("evfs_backend_submitted_total", "Operations submitted to the asynchronous I/O backend.", "backend")
 	mBCompleted    = metricDesc("evfs_backend_completed_total", "Operations the backend completed.", "backend")
@@ -60,7 +61,7 @@ type metricsCollector struct {
 
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mInfo, mRequests, mRequestErrors, mRequestDur, mInflight, mQueueDepth,
-		mEvents, mPosts, mWakes, mBusy, mWait, mLongest, mStalls, mUnknown,
+		mEvents, mPosts, mWakes, mBusy, mWait, mLongest, mStalls, mSpins, mUnknown,
 		mBSubmitted, mBCompleted, mBFallbacks, mBInline, mBRingFull} {
 		ch <- d
 	}
@@ -98,6 +99,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(mWait, l.Waiting.Seconds())
 	gauge(mLongest, l.Longest.Seconds())
 	counter(mStalls, float64(l.Stalls))
+	counter(mSpins, float64(l.Spins))
 	counter(mUnknown, float64(l.Unknown))
 	b := c.meta.Backend
 	counter(mBSubmitted, float64(l.Backend.Submitted), b)

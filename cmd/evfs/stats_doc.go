@@ -42,6 +42,7 @@ type statsLoop struct {
 	Posts              uint64  `json:"posts"`
 	Wakes              uint64  `json:"wakes"`
 	Waits              uint64  `json:"waits"`
+	Spins              uint64  `json:"spins"`
 	Submitted          uint64  `json:"submitted"`
 	Completed          uint64  `json:"completed"`
 	UnknownCompletions uint64  `json:"unknown_completions"`
@@ -122,6 +123,7 @@ func newStatsDoc(meta statsMeta, s fs.Snapshot) *statsDoc {
 			LongestRunSeconds:  l.Longest.Seconds(),
 			LongestRunName:     l.LongestName,
 			Stalls:             l.Stalls,
+			Spins:              l.Spins,
 		},
 		BackendStats: statsBackend{
 			Name:      meta.Backend,

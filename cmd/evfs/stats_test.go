@@ -599,6 +599,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		"evfs_loop_wait_seconds_total ",
 		"evfs_loop_longest_handler_seconds ",
 		"evfs_loop_stalls_total ",
+		"evfs_loop_spins_total ",
 		`evfs_backend_submitted_total{backend="pool"} `,
 		`evfs_backend_completed_total{backend="pool"} `,
 		`evfs_backend_fallbacks_total{backend="pool"} 0`,
