@@ -32,6 +32,11 @@ type Backend interface {
 	// Cancel asks that op (submitted under id) not run. A completion for id
 	// still arrives: -ECANCELED if the cancel won, the real result if not.
 	Cancel(id uint64, op *Op)
+	// OnWorkers is the number of ops in flight on worker threads (the
+	// pool's goroutines). Ops the kernel runs for an io_uring wait on a
+	// device, not on a thread of ours, and are not counted. The loop does
+	// not spin while workers have work: they need the CPU (loop/spin.go).
+	OnWorkers() int
 	// Close stops the backend once it is idle.
 	Close() error
 	// Stats reports counters; safe from the loop goroutine only.

@@ -991,3 +991,48 @@ func TestUringDefaultRouting(t *testing.T) {
 		}
 	}
 }
+
+// TestOnWorkers: a backend counts the ops its worker threads hold until
+// they are reaped; an op the kernel holds on the ring (a pipe read that
+// waits for data) is not one; the sync backend never holds any.
+func TestOnWorkers(t *testing.T) {
+	for _, kind := range []string{"pool", "uring", "sync"} {
+		t.Run(kind, func(t *testing.T) {
+			h := newHarnessConfig(t, Config{Kind: kind, Workers: 2})
+			delayed := Nop()
+			delayed.Delay = 20 * time.Millisecond
+			h.next++
+			h.b.Submit(h.next, delayed)
+			want := 1
+			if kind == "sync" {
+				want = 0 // ran in Submit
+			}
+			if got := h.b.OnWorkers(); got != want {
+				t.Errorf("a submitted delayed op: OnWorkers %d, want %d", got, want)
+			}
+			reapID(t, h, h.next)
+			if got := h.b.OnWorkers(); got != 0 {
+				t.Errorf("after its completion was reaped: OnWorkers %d, want 0", got)
+			}
+			if kind != "uring" {
+				return
+			}
+			var p [2]int
+			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(p[0])
+			defer unix.Close(p[1])
+			h.next++
+			h.b.Submit(h.next, &Op{Kind: OpRead, Fd: p[0], Buf: make([]byte, 1), Direct: true})
+			h.b.Flush()
+			if got := h.b.OnWorkers(); got != 0 {
+				t.Errorf("a pipe read waiting on the ring: OnWorkers %d, want 0", got)
+			}
+			unix.Write(p[1], []byte{'x'})
+			if res := reapID(t, h, h.next); res != 1 {
+				t.Errorf("the pipe read: %d, want 1", res)
+			}
+		})
+	}
+}

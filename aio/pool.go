@@ -20,6 +20,7 @@ type Pool struct {
 	inline []Completion
 	nowait nowait
 	stats  Stats
+	busy   int // ops handed to the workers and not yet reaped
 
 	mu      sync.Mutex // guards queue, done, closed: shared with workers
 	cond    *sync.Cond
@@ -68,6 +69,7 @@ func (p *Pool) Submit(id uint64, op *Op) {
 		return
 	}
 	p.batch = append(p.batch, job{id, op})
+	p.busy++
 }
 
 // Flush hands the turn's batch to the workers under one lock. Loop-only.
@@ -96,10 +98,15 @@ func (p *Pool) Reap(dst []Completion) []Completion {
 	}
 	p.mu.Lock()
 	dst = append(dst, p.done...)
+	p.busy -= len(p.done)
 	p.done = p.done[:0]
 	p.mu.Unlock()
 	return dst
 }
+
+// OnWorkers is the number of ops queued for or running on the workers.
+// Loop-only.
+func (p *Pool) OnWorkers() int { return p.busy }
 
 // Cancel marks op so a worker that has not started it completes it with
 // -ECANCELED. An op already running finishes normally.

@@ -34,4 +34,7 @@ func (s *Sync) Cancel(id uint64, op *Op) {}
 
 func (s *Sync) Close() error { return nil }
 
+// OnWorkers is 0: every op ran in Submit.
+func (s *Sync) OnWorkers() int { return 0 }
+
 func (s *Sync) Stats() Stats { return s.stats }

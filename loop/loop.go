@@ -214,8 +214,8 @@ func (l *Loop) Run() error {
 			l.stats.Busy += time.Since(start)
 			break
 		}
-		if l.ops.inUse > 0 {
-			l.handoffAt = start // work left the loop: no spin for a while (spin.go)
+		if l.backend.OnWorkers() > 0 {
+			l.handoffAt = start // work went to worker threads: no spin for a while (spin.go)
 		}
 		if l.yieldBeforeSleep() || l.spinBeforeSleep() {
 			l.stats.Busy += time.Since(start)
