@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"evfs/fs/fstest"
 )
 
 var evfsBin string
@@ -79,6 +81,10 @@ func serve(t *testing.T, backing, mnt string, extra ...string) *exec.Cmd {
 	for i := 0; ; i++ {
 		var st unix.Statfs_t
 		if ok, _ := isMountpoint(mnt); ok && unix.Statfs(mnt, &st) == nil {
+			// A test stuck on this mount (a daemon that stopped
+			// answering, or one stuck in its exit) fails after
+			// fstest.MaxMountLife instead of hanging the binary.
+			fstest.Watch(t, mnt)
 			return cmd
 		}
 		if i > 200 {

@@ -138,6 +138,14 @@ func MountAt(t testing.TB, backend, backing, mnt string, opts ...Option) *fs.Mou
 // the stuck calls fail (ENOTCONN) and the test ends with an error.
 var MaxMountLife = 3 * time.Minute
 
+// Watch starts that watchdog for a mount served by another process (an
+// evfs binary the test started; MountAt watches its own mounts), and
+// stops it at the test's cleanup, failing the test if it fired.
+func Watch(t testing.TB, mnt string) {
+	w := startWatchdog(t, mnt)
+	t.Cleanup(func() { w.stop(t) })
+}
+
 type watchdog struct {
 	done    chan struct{}
 	aborted chan string // the reason, if the watchdog fired
