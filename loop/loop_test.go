@@ -152,8 +152,8 @@ func TestSpinAdapts(t *testing.T) {
 }
 
 // spinsWhileOnRing runs 200 events that each read a pipe on the ring
-// (Direct: no non-blocking attempt first) which a goroutine fills 20 µs
-// later, and returns the loop's spins meanwhile.
+// (Direct: no non-blocking attempt first), which the test fills once the
+// event has submitted the read, and returns the loop's spins meanwhile.
 func spinsWhileOnRing(t *testing.T, l *Loop) uint64 {
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
@@ -169,10 +169,13 @@ func spinsWhileOnRing(t *testing.T, l *Loop) uint64 {
 	s0 := l.Snapshot()
 	buf := make([]byte, 1)
 	for i := 0; i < 200; i++ {
-		done := make(chan int64, 1)
+		submitted, done := make(chan struct{}), make(chan int64, 1)
 		op := &aio.Op{Kind: aio.OpRead, Fd: p[0], Buf: buf, Direct: true}
-		l.Post("op", func() { l.Submit(op, func(res int64) { done <- res }) })
-		time.Sleep(20 * time.Microsecond)
+		l.Post("op", func() {
+			l.Submit(op, func(res int64) { done <- res })
+			close(submitted)
+		})
+		<-submitted
 		unix.Write(p[1], []byte{'x'})
 		if res := <-done; res != 1 {
 			t.Fatalf("read of the pipe on the ring: %d, want 1", res)
