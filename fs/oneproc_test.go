@@ -26,12 +26,7 @@ func init() { fstest.RegisterHelper("oneproc", helperOneProc) }
 // helper process, watched from here.
 func TestOneProc(t *testing.T) {
 	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
-		mnt, backing := fstest.Dirs(t)
-		t.Cleanup(func() { // a helper that failed half-way leaves its mount
-			if strings.Contains(abortMount(mnt), "aborted") {
-				unix.Unmount(mnt, unix.MNT_DETACH)
-			}
-		})
+		mnt, backing := helperDirs(t)
 		cmd := fstest.Helper("oneproc", backend, backing, mnt)
 		var out bytes.Buffer
 		cmd.Stdout = &out
@@ -82,6 +77,19 @@ func helperOneProc(args []string) error {
 	}
 	fmt.Println("ok")
 	return nil
+}
+
+// helperDirs is fstest.Dirs for a mount a helper process makes: at
+// cleanup, a mount the helper left behind (it failed half-way, or hung)
+// has its connection aborted and is detached.
+func helperDirs(t *testing.T) (mnt, backing string) {
+	mnt, backing = fstest.Dirs(t)
+	t.Cleanup(func() {
+		if strings.Contains(abortMount(mnt), "aborted") {
+			unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	return mnt, backing
 }
 
 // abortMount aborts the FUSE connection mounted at mnt, found through

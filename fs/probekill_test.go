@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"evfs/fs"
 	"evfs/fs/fstest"
 )
@@ -24,12 +22,7 @@ func init() { fstest.RegisterHelper("probekill", helperProbeKill) }
 // binary probed too then). Without the writeback cache, where the kernel
 // honours FOPEN_NOFLUSH (pollprobe.go).
 func TestKillDuringPollProbe(t *testing.T) {
-	mnt, backing := fstest.Dirs(t)
-	t.Cleanup(func() { // a process stuck in exit leaves its mount
-		if strings.Contains(abortMount(mnt), "aborted") {
-			unix.Unmount(mnt, unix.MNT_DETACH)
-		}
-	})
+	mnt, backing := helperDirs(t)
 	cmd := fstest.Helper("probekill", backing, mnt)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
