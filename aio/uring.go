@@ -526,13 +526,13 @@ func (u *Uring) Cancel(id uint64, op *Op) {
 	}
 }
 
-// Stats returns the counters. Loop-only.
 // OnWorkers counts the ops sent to the fallback pool. Ring ops are not
 // counted: the kernel runs them, most waiting on a device (the kinds it
 // always hands to io-wq threads go to the pool, uringPunted, unless
 // Config.RingAll). Loop-only.
 func (u *Uring) OnWorkers() int { return u.poolInflight }
 
+// Stats returns the counters. Loop-only.
 func (u *Uring) Stats() Stats {
 	s := u.stats
 	s.Inline = u.nowait.hits

@@ -215,10 +215,10 @@ func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cf
 		if err := probePoll(mountpoint); err != nil {
 			return fail(err)
 		}
+		done := make(chan struct{})
+		l.Post("poll probe done", func() { s.probing = false; close(done) })
+		<-done
 	}
-	done := make(chan struct{})
-	l.Post("poll probe done", func() { s.probing = false; close(done) })
-	<-done
 	m.watchSwap()
 	return m, nil
 }

@@ -80,7 +80,7 @@ func newSession(fd int, h *handlers, l *loop.Loop, cfg *Config) *session {
 		// max_write + headers; READ replies up to max_write go at readOff.
 		bufSize:   (cfg.MaxWrite + 3*pageSize + pageSize - 1) &^ (pageSize - 1),
 		inflight:  make(map[uint64]*request),
-		probing:   true,
+		probing:   !cfg.NoPollProbe,
 		readLimit: 1,
 		inited:    make(chan struct{}),
 		ended:     make(chan struct{}),

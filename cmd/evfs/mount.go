@@ -132,18 +132,18 @@ func mountAction(c *cli.Context) error {
 	}
 	sigs := &signalState{timeout: c.Duration("shutdown-timeout"), logger: logger}
 	cfg.OnSignal = sigs.onSignal
+	if mib := c.Int("gc-floor-mib"); mib > 0 {
+		floor := gcBallast(mib)
+		defer runtime.KeepAlive(floor)
+	} else if mib < 0 {
+		return usagef("--gc-floor-mib must be 0 or more (got %d)", mib)
+	}
 	if path := c.String("cpuprofile"); path != "" {
 		stop, err := startCPUProfile(path)
 		if err != nil {
 			return err
 		}
 		defer stop()
-	}
-	if mib := c.Int("gc-floor-mib"); mib > 0 {
-		floor := gcBallast(mib)
-		defer runtime.KeepAlive(floor)
-	} else if mib < 0 {
-		return usagef("--gc-floor-mib must be 0 or more (got %d)", mib)
 	}
 	if path := c.String("memprofile"); path != "" {
 		defer writeMemProfile(path, logger)
