@@ -105,3 +105,53 @@ func TestProcPath(t *testing.T) {
 		}
 	}
 }
+
+// TestNodesLend: a node borrowing a handle's fd uses it, the table stops
+// counting it among its own fds, Forget and Detach leave it to the
+// handle, and Return restores ownership.
+func TestNodesLend(t *testing.T) {
+	tab := NewNodes(3, Key{1, 1})
+	a, _ := tab.Add(10, Key{1, 2}, unix.S_IFREG)
+	b, _ := tab.Add(11, Key{1, 3}, unix.S_IFREG)
+	if tab.Fds() != 3 {
+		t.Fatalf("Fds = %d, want 3", tab.Fds())
+	}
+	if own := tab.Lend(a, 20, 7); own != 10 || a.Fd != 20 || a.Lender() != 7 {
+		t.Fatalf("Lend: own %d, Fd %d, lender %d", own, a.Fd, a.Lender())
+	}
+	if own := tab.Lend(a, 21, 8); own != -1 || a.Fd != 20 {
+		t.Fatalf("a second Lend changed the node: own %d, Fd %d", own, a.Fd)
+	}
+	if own := tab.Lend(tab.Get(RootID), 22, 9); own != -1 {
+		t.Fatal("the root borrowed an fd")
+	}
+	if tab.Fds() != 2 {
+		t.Fatalf("Fds with one node borrowing = %d, want 2", tab.Fds())
+	}
+	if old := tab.Oldest(5); len(old) != 1 || old[0] != b {
+		t.Fatalf("Oldest offered a borrowing node: %v", old)
+	}
+	tab.Return(a, 30)
+	if a.Fd != 30 || a.Lender() != 0 || tab.Fds() != 3 {
+		t.Fatalf("Return: Fd %d lender %d Fds %d", a.Fd, a.Lender(), tab.Fds())
+	}
+	// Forgotten while borrowing: the handle's fd is not the caller's.
+	tab.Lend(b, 40, 9)
+	if fd := tab.Forget(b.ID, 1); fd != -1 {
+		t.Fatalf("Forget of a borrowing node returned fd %d", fd)
+	}
+	if tab.Fds() != 2 || tab.Len() != 2 {
+		t.Fatalf("after Forget: Fds %d Len %d", tab.Fds(), tab.Len())
+	}
+	tab.Return(b, 41) // the release after the forget: no count goes negative
+	if tab.Fds() != 2 {
+		t.Fatalf("Return of a forgotten node changed Fds to %d", tab.Fds())
+	}
+	tab.Lend(a, 50, 10)
+	if fds := tab.Detach(); len(fds) != 0 {
+		t.Fatalf("Detach returned lent fds: %v", fds)
+	}
+	if tab.Fds() != 1 {
+		t.Fatalf("after Detach Fds = %d, want 1 (the root)", tab.Fds())
+	}
+}

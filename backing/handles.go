@@ -13,6 +13,9 @@ type Handle struct {
 	NoNowait bool
 	// DelayReads is test-only fault injection (see fs.Options.TestHooks).
 	DelayReads bool
+	// Lent: the handle's node borrowed Fd (Nodes.Lend), so ops on the
+	// node may name it until the node gets an fd of its own back.
+	Lent bool
 }
 
 // DirStream is a directory handle's read position: the getdents buffer

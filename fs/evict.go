@@ -42,7 +42,7 @@ func (h *handlers) named(parent uint64, name string, done func(*backing.Node)) f
 // the kernel may wait on a directory lock held by a request the loop has
 // yet to answer.
 func (h *handlers) maybeEvict() {
-	if h.notify == nil || h.evicting || h.nodes.Len() <= h.nodeBudget {
+	if h.notify == nil || h.evicting || h.nodes.Fds() <= h.nodeBudget {
 		return
 	}
 	victims := h.nodes.Oldest(max(h.nodeBudget/8, 1))

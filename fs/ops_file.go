@@ -205,8 +205,9 @@ func (h *handlers) Flush(r *request, in *fuse.FlushIn) {
 	h.releaseOwnerLocks(hd.NodeID, in.LockOwner, func() { r.reply(fuse.OK) })
 }
 
-// Release (and RELEASEDIR): drop the handle, close its fd, then answer, so
-// locks held through it are gone when the kernel's close returns.
+// Release (and RELEASEDIR): drop the handle, give its node back an fd of
+// its own if it borrowed this one (lend.go), close the fd, then answer,
+// so locks held through it are gone by the time the kernel hears back.
 func (h *handlers) Release(r *request, in *fuse.ReleaseIn) {
 	hd := h.handles.Remove(in.Fh)
 	if hd == nil {
@@ -215,10 +216,15 @@ func (h *handlers) Release(r *request, in *fuse.ReleaseIn) {
 	}
 	h.locks.dropHandle(hd.NodeID, hd.ID)
 	// On a memory root this close runs on the spot (markMemory) while
-	// the request's node is in the table: the node's O_PATH fd keeps
-	// the inode, so the close frees nothing. Once the node is forgotten
-	// the close goes to the backend: it may free an unlinked file.
-	h.submit(r, aio.Close(hd.Fd), func(res int64) { r.reply(fuse.OK) })
+	// the request's node is in the table: the node's own fd keeps the
+	// inode, so the close frees nothing. Once the node is forgotten the
+	// close goes to the backend: it may free an unlinked file.
+	closeFd := func() { h.submit(r, aio.Close(hd.Fd), func(res int64) { r.reply(fuse.OK) }) }
+	if hd.Lent {
+		h.giveBack(r, hd, closeFd)
+		return
+	}
+	closeFd()
 }
 
 // Fsync (and FSYNCDIR): fsync or fdatasync of the handle's fd.

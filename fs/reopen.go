@@ -55,7 +55,19 @@ func openHandleMount(rootFd int) (fd, mountID int, ok bool) {
 // openNode opens node n's inode with flags for request r; k gets the new
 // fd (errors answer r).
 func (h *handlers) openNode(r *request, n *backing.Node, flags int, k func(fd int64)) {
-	viaProc := func() { h.then(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(n.Fd), flags, 0), k) }
+	h.reopen(r, n, flags, func(res int64) {
+		if res < 0 {
+			r.fail(res)
+			return
+		}
+		k(res)
+	})
+}
+
+// reopen is openNode for callers that handle a failure themselves: k gets
+// the new fd or -errno.
+func (h *handlers) reopen(r *request, n *backing.Node, flags int, k func(res int64)) {
+	viaProc := func() { h.submit(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(n.Fd), flags, 0), k) }
 	if !h.opts.byHandle || !h.resident(n) || r.offRoot {
 		viaProc()
 		return
@@ -66,10 +78,6 @@ func (h *handlers) openNode(r *request, n *backing.Node, flags int, k func(fd in
 		switch res {
 		case -int64(unix.EXDEV), -int64(unix.ESTALE), -int64(unix.EOPNOTSUPP):
 			viaProc()
-			return
-		}
-		if res < 0 {
-			r.fail(res)
 			return
 		}
 		k(res)

@@ -19,13 +19,14 @@ type slab struct {
 }
 
 type slot struct {
-	gen  uint32
-	op   *aio.Op // kept reachable until completion: the kernel may use its memory
-	k    Continuation
-	live bool
+	gen   uint32
+	op    *aio.Op // kept reachable until completion: the kernel may use its memory
+	k     Continuation
+	live  bool
+	phase uint8 // grace phase the op was submitted in (grace.go)
 }
 
-func (s *slab) put(op *aio.Op, k Continuation) uint64 {
+func (s *slab) put(op *aio.Op, k Continuation, phase uint8) uint64 {
 	var idx uint32
 	if n := len(s.free); n > 0 {
 		idx = s.free[n-1]
@@ -36,7 +37,7 @@ func (s *slab) put(op *aio.Op, k Continuation) uint64 {
 	}
 	sl := &s.slots[idx]
 	sl.gen++
-	sl.op, sl.k, sl.live = op, k, true
+	sl.op, sl.k, sl.live, sl.phase = op, k, true, phase
 	s.inUse++
 	return uint64(sl.gen)<<32 | uint64(idx)
 }
@@ -54,15 +55,16 @@ func (s *slab) lookup(id uint64) *slot {
 	return sl
 }
 
-// take removes id and returns its continuation (nil if unknown).
-func (s *slab) take(id uint64) Continuation {
+// take removes id and returns its continuation (nil if unknown) and its
+// grace phase.
+func (s *slab) take(id uint64) (Continuation, uint8) {
 	sl := s.lookup(id)
 	if sl == nil {
-		return nil
+		return nil, 0
 	}
-	k := sl.k
+	k, phase := sl.k, sl.phase
 	sl.op, sl.k, sl.live = nil, nil, false
 	s.free = append(s.free, uint32(id))
 	s.inUse--
-	return k
+	return k, phase
 }

@@ -1,0 +1,169 @@
+package fs_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"evfs/fs/fstest"
+)
+
+// fdCount is how many fds this process (test and in-process daemon) has.
+func fdCount(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// settledFds waits (up to 5 s) for the fd count to reach at most want —
+// closes after a grace period run once the ops before them complete —
+// and returns the last count.
+func settledFds(t testing.TB, want int) int {
+	t.Helper()
+	n := fdCount(t)
+	for deadline := time.Now().Add(5 * time.Second); n > want && time.Now().Before(deadline); n = fdCount(t) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return n
+}
+
+// TestOneFdPerOpenFile: while a regular file is open through the mount
+// the daemon holds one fd for it, not two (its node borrows the handle's,
+// fs/lend.go), and every node operation still works on the borrowed fd —
+// stat, chmod, truncate, xattrs, link, rename, unlink — during the open
+// and after the last close, when the node has an fd of its own again.
+// Closing everything returns the fd count to where it was. On the
+// default backing (TMPDIR) and on a memory root (tmpfs), whose closes
+// run on the spot.
+func TestOneFdPerOpenFile(t *testing.T) {
+	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
+		t.Run("tmpdir", func(t *testing.T) {
+			mnt, backing := fstest.Mount(t, backend)
+			oneFdPerOpenFile(t, mnt, backing)
+		})
+		t.Run("tmpfs", func(t *testing.T) {
+			_, mnt, backing := memoryRoot(t, backend, true)
+			oneFdPerOpenFile(t, mnt, backing)
+		})
+	})
+}
+
+func oneFdPerOpenFile(t *testing.T, mnt, backing string) {
+	const n = 200
+	for i := range n {
+		mustWriteFile(t, filepath.Join(backing, fmt.Sprintf("f%03d", i)), []byte("0123456789"), 0o644)
+	}
+	for i := range n { // the nodes exist before the count is taken
+		if _, err := os.Stat(filepath.Join(mnt, fmt.Sprintf("f%03d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := fdCount(t)
+	files := make([]*os.File, n)
+	// Registered after the mount's: runs before the unmount even when
+	// the test fails, so this process never exits holding files of
+	// its own mount (their FLUSH would have nobody to answer it).
+	t.Cleanup(func() {
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
+		}
+	})
+	for i := range n {
+		mode := os.O_RDONLY
+		if i%2 == 1 {
+			mode = os.O_WRONLY // a write-only fd serves its node too
+		}
+		f, err := os.OpenFile(filepath.Join(mnt, fmt.Sprintf("f%03d", i)), mode, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[i] = f
+	}
+	// n fds of the test's own, n handles; the nodes' own fds closed.
+	// With two daemon fds per open file this would be base+2n.
+	if got := settledFds(t, base+n+10); got > base+n+10 {
+		t.Fatalf("%d open files took %d fds (test and daemon), want at most %d", n, got-base, n+10)
+	}
+
+	nodeOps(t, mnt, backing, "f000", "while open")
+	nodeOps(t, mnt, backing, "f001", "while open write-only")
+	// Unlinked while open: the node's ops go on through the handle's
+	// fd, and its O_PATH reopen at the close finds the unlinked inode.
+	if err := os.Remove(filepath.Join(mnt, "f002")); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(files[2].Fd()), &st); err != nil || st.Nlink != 0 || st.Size != 10 {
+		t.Fatalf("fstat of an unlinked open file: %v, nlink %d size %d", err, st.Nlink, st.Size)
+	}
+
+	for i, f := range files {
+		files[i] = nil
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := settledFds(t, base); got > base {
+		t.Fatalf("after closing every file the process holds %d fds more than before", got-base)
+	}
+	nodeOps(t, mnt, backing, "f003", "after the close")
+	nodeOps(t, mnt, backing, "f000", "after the close, renamed before")
+}
+
+// nodeOps runs operations that reach the daemon as node (not handle)
+// requests on mnt/name, checks each on the backing file, and renames the
+// file to name+"-r" and back.
+func nodeOps(t *testing.T, mnt, backing, name, when string) {
+	t.Helper()
+	p, bp := filepath.Join(mnt, name), filepath.Join(backing, name)
+	if err := os.Chmod(p, 0o640); err != nil {
+		t.Fatalf("%s: chmod: %v", when, err)
+	}
+	if fi, err := os.Stat(bp); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("%s: chmod did not reach the backing file: %v %v", when, fi.Mode(), err)
+	}
+	if err := os.Truncate(p, 4); err != nil {
+		t.Fatalf("%s: truncate: %v", when, err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Size() != 4 {
+		t.Fatalf("%s: size after truncate: %v %v", when, fi, err)
+	}
+	if err := unix.Setxattr(p, "user.evfs", []byte("lent"), 0); err != nil {
+		t.Fatalf("%s: setxattr: %v", when, err)
+	}
+	buf := make([]byte, 16)
+	if n, err := unix.Getxattr(bp, "user.evfs", buf); err != nil || string(buf[:n]) != "lent" {
+		t.Fatalf("%s: xattr on the backing file: %q %v", when, buf[:n], err)
+	}
+	if err := os.Link(p, p+"-link"); err != nil {
+		t.Fatalf("%s: link: %v", when, err)
+	}
+	var a, b unix.Stat_t
+	if err := unix.Stat(bp, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(bp+"-link", &b); err != nil || a.Ino != b.Ino || a.Nlink != 2 {
+		t.Fatalf("%s: link: ino %d vs %d, nlink %d, %v", when, a.Ino, b.Ino, a.Nlink, err)
+	}
+	if err := os.Remove(p + "-link"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p, p+"-r"); err != nil {
+		t.Fatalf("%s: rename: %v", when, err)
+	}
+	if err := os.Rename(p+"-r", p); err != nil {
+		t.Fatalf("%s: rename back: %v", when, err)
+	}
+	if err := unix.Access(p, unix.R_OK|unix.W_OK); err != nil {
+		t.Fatalf("%s: access: %v", when, err)
+	}
+}
