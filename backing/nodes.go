@@ -103,6 +103,7 @@ func (t *Nodes) Return(n *Node, fd int) {
 		t.lent--
 	}
 }
+
 // Add records one kernel lookup of the inode open at fd. If the inode is
 // already known (another name, a repeated lookup) the existing node is
 // returned and dupFd reports that fd is redundant: the caller closes it.
