@@ -64,7 +64,7 @@ func runEvfs(t *testing.T, args ...string) (int, string) {
 }
 
 // serve starts `evfs mount` in the background and waits until mounted.
-func serve(t *testing.T, backing, mnt string, extra ...string) *exec.Cmd {
+func serve(t testing.TB, backing, mnt string, extra ...string) *exec.Cmd {
 	t.Helper()
 	args := append([]string{"mount"}, extra...)
 	args = append(args, backing, mnt)
@@ -94,7 +94,7 @@ func serve(t *testing.T, backing, mnt string, extra ...string) *exec.Cmd {
 	}
 }
 
-func mkdirs(t *testing.T) (backing, mnt string) {
+func mkdirs(t testing.TB) (backing, mnt string) {
 	d := t.TempDir()
 	backing, mnt = filepath.Join(d, "backing"), filepath.Join(d, "mnt")
 	for _, p := range []string{backing, mnt} {
