@@ -167,3 +167,48 @@ func nodeOps(t *testing.T, mnt, backing, name, when string) {
 		t.Fatalf("%s: access: %v", when, err)
 	}
 }
+
+// TestLendSeveralHandles: with two handles on one file, either may be
+// released first — the lender (its node gets an fd of its own while the
+// other stays open) or the other one — and the file's data and node ops
+// stay right throughout.
+func TestLendSeveralHandles(t *testing.T) {
+	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
+		mnt, backing := fstest.Mount(t, backend)
+		mustWriteFile(t, filepath.Join(backing, "f"), []byte("0123456789"), 0o644)
+		p := filepath.Join(mnt, "f")
+		for _, lenderFirst := range []bool{true, false} {
+			a, err := os.OpenFile(p, os.O_RDWR, 0) // the lender
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.OpenFile(p, os.O_RDWR, 0)
+			if err != nil {
+				a.Close()
+				t.Fatal(err)
+			}
+			first, second := b, a
+			if lenderFirst {
+				first, second = a, b
+			}
+			if err := first.Close(); err != nil {
+				t.Fatal(err)
+			}
+			nodeOps(t, mnt, backing, "f", fmt.Sprintf("one of two handles closed (lender first: %v)", lenderFirst))
+			if _, err := second.WriteAt([]byte("abcd"), 0); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 4)
+			if _, err := second.ReadAt(buf, 0); err != nil || string(buf) != "abcd" {
+				t.Fatalf("read through the remaining handle: %q %v", buf, err)
+			}
+			if err := second.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := mustReadFile(t, filepath.Join(backing, "f")); string(got) != "abcd" {
+				t.Fatalf("backing file holds %q, want %q", got, "abcd") // nodeOps truncated it to 4 bytes
+			}
+			nodeOps(t, mnt, backing, "f", "both handles closed")
+		}
+	})
+}
