@@ -10,9 +10,19 @@ import (
 // Snapshot is one consistent picture of a mount's statistics: the loop's
 // counters and the per-operation table, copied by the same loop event.
 type Snapshot struct {
-	Taken time.Time
-	Loop  loop.Stats
-	Ops   []OpStat // the operations seen so far, in a fixed order
+	Taken  time.Time
+	Loop   loop.Stats
+	Ops    []OpStat // the operations seen so far, in a fixed order
+	Tables Tables
+}
+
+// Tables are the sizes of the node and handle tables: what the mount
+// holds open on the backing file system.
+type Tables struct {
+	Nodes     int    // inodes the kernel knows (root included)
+	NodeFds   int    // O_PATH fds the nodes own (an open file's node borrows its handle's)
+	Handles   int    // open files and directories
+	Evictions uint64 // batches of names the kernel was asked to forget (node fd budget)
 }
 
 // Snapshot copies the loop's and the per-op statistics in one event on
@@ -22,7 +32,9 @@ type Snapshot struct {
 func (m *Mount) Snapshot(ctx context.Context) (Snapshot, error) {
 	ch := make(chan Snapshot, 1) // buffered: the loop never blocks on a caller that left
 	m.Loop.Post("stats", func() {
-		s := Snapshot{Taken: time.Now(), Loop: m.Loop.Stats()}
+		h := m.h
+		s := Snapshot{Taken: time.Now(), Loop: m.Loop.Stats(), Tables: Tables{
+			Nodes: h.nodes.Len(), NodeFds: h.nodes.Fds(), Handles: h.handles.Len(), Evictions: h.evictions}}
 		for i := range m.h.stats {
 			if m.h.stats[i].Count > 0 {
 				st := m.h.stats[i]

@@ -45,6 +45,10 @@ var (
 	mStalls        = metricDesc("evfs_loop_stalls_total", "Event or continuation runs longer than the stall threshold.")
 	mSpins         = metricDesc("evfs_loop_spins_total", "Times the loop polled for new work before sleeping (--spin).")
 	mUnknown       = metricDesc("evfs_loop_unknown_completions_total", "Completions with no continuation (bugs).")
+	mNodes         = metricDesc("evfs_nodes", "Inodes the kernel knows through this mount (node table entries, root included).")
+	mNodeFds       = metricDesc("evfs_node_fds", "O_PATH fds the node table owns (an open file's node borrows its handle's fd).")
+	mHandles       = metricDesc("evfs_open_handles", "Open files and directories (handle table entries).")
+	mEvictions     = metricDesc("evfs_node_evictions_total", "Batches of names the kernel was asked to forget because node fds reached their budget.")
 	mBSubmitted    = metricDesc("evfs_backend_submitted_total", "Operations submitted to the asynchronous I/O backend.", "backend")
 	mBCompleted    = metricDesc("evfs_backend_completed_total", "Operations the backend completed.", "backend")
 	mBFallbacks    = metricDesc("evfs_backend_fallbacks_total", "Operations the uring backend handed to its worker pool.", "backend")
@@ -62,6 +66,7 @@ type metricsCollector struct {
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mInfo, mRequests, mRequestErrors, mRequestDur, mInflight, mQueueDepth,
 		mEvents, mPosts, mWakes, mBusy, mWait, mLongest, mStalls, mSpins, mUnknown,
+		mNodes, mNodeFds, mHandles, mEvictions,
 		mBSubmitted, mBCompleted, mBFallbacks, mBInline, mBRingFull} {
 		ch <- d
 	}
@@ -101,6 +106,10 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(mStalls, float64(l.Stalls))
 	counter(mSpins, float64(l.Spins))
 	counter(mUnknown, float64(l.Unknown))
+	gauge(mNodes, float64(s.Tables.Nodes))
+	gauge(mNodeFds, float64(s.Tables.NodeFds))
+	gauge(mHandles, float64(s.Tables.Handles))
+	counter(mEvictions, float64(s.Tables.Evictions))
 	b := c.meta.Backend
 	counter(mBSubmitted, float64(l.Backend.Submitted), b)
 	counter(mBCompleted, float64(l.Backend.Completed), b)

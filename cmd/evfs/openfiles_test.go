@@ -20,7 +20,7 @@ const manyOpenFiles = 10_000
 // closed at cleanup, before the daemon is killed: a process that exits
 // holding files of a mount whose daemon is gone would wait forever for
 // their FLUSH.
-func openMany(tb testing.TB, n int, extra ...string) (daemon int, files []*os.File, took time.Duration) {
+func openMany(tb testing.TB, n int, extra ...string) (mnt string, daemon int, files []*os.File, took time.Duration) {
 	tb.Helper()
 	backing, mnt := mkdirs(tb)
 	for i := range n {
@@ -47,7 +47,7 @@ func openMany(tb testing.TB, n int, extra ...string) (daemon int, files []*os.Fi
 			tb.Fatalf("file %d read %q, %v", i, buf[:k], err)
 		}
 	}
-	return cmd.Process.Pid, files, time.Since(start)
+	return mnt, cmd.Process.Pid, files, time.Since(start)
 }
 
 // procFds is how many fds process pid holds.
@@ -83,11 +83,32 @@ func procRSS(tb testing.TB, pid int) int64 {
 // TestTenThousandOpenFiles: the daemon keeps 10 000 files open at once
 // under this machine's fd limit (20 000, which two fds per open file did
 // not fit), each read back through the mount, with about one daemon fd
-// per open file.
+// per open file: `evfs stats` counts 10 000 handles and a few node fds
+// (the nodes of open files borrow their handles' fds).
 func TestTenThousandOpenFiles(t *testing.T) {
-	pid, files, _ := openMany(t, manyOpenFiles)
+	mnt, pid, files, _ := openMany(t, manyOpenFiles)
 	if fds := procFds(t, pid); fds > manyOpenFiles+200 {
 		t.Fatalf("daemon holds %d fds for %d open files, want at most %d", fds, len(files), manyOpenFiles+200)
+	}
+	_, doc := statsJSON(t, mnt)
+	if tb := doc.Tables; tb.Handles != manyOpenFiles || tb.Nodes != manyOpenFiles+1 || tb.NodeFds != 1 {
+		t.Fatalf("stats tables with %d files open: %+v, want %d handles, %d nodes, 1 node fd (the root's)",
+			manyOpenFiles, tb, manyOpenFiles, manyOpenFiles+1)
+	}
+	for _, f := range files[:100] {
+		f.Close()
+	}
+	// Each closed file's node has an O_PATH fd of its own again.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, doc = statsJSON(t, mnt)
+		if tb := doc.Tables; tb.Handles == manyOpenFiles-100 && tb.NodeFds == 101 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats tables after 100 closes: %+v, want %d handles, 101 node fds", doc.Tables, manyOpenFiles-100)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -99,7 +120,7 @@ func TestTenThousandOpenFiles(t *testing.T) {
 //	go test -run '^$' -bench OpenFiles -benchtime=1x ./cmd/evfs
 func BenchmarkOpenFiles(b *testing.B) {
 	for range b.N {
-		pid, files, took := openMany(b, manyOpenFiles)
+		_, pid, files, took := openMany(b, manyOpenFiles)
 		b.ReportMetric(float64(procRSS(b, pid))/(1<<20), "rss-MiB")
 		b.ReportMetric(float64(procFds(b, pid)), "daemon-fds")
 		b.ReportMetric(float64(took.Microseconds())/float64(len(files)), "µs/open")

@@ -29,6 +29,7 @@ type statsDoc struct {
 
 	Loop         statsLoop    `json:"loop"`
 	BackendStats statsBackend `json:"backend_stats"`
+	Tables       statsTables  `json:"tables"`
 
 	// LatencyBounds are the exclusive upper edges, in seconds, of the
 	// latency buckets but the last, which has no upper edge: every
@@ -62,6 +63,13 @@ type statsBackend struct {
 	Fallbacks uint64 `json:"fallbacks"`
 	Inline    uint64 `json:"inline"`
 	RingFull  uint64 `json:"ring_full"`
+}
+
+type statsTables struct {
+	Nodes     int    `json:"nodes"`
+	NodeFds   int    `json:"node_fds"`
+	Handles   int    `json:"handles"`
+	Evictions uint64 `json:"evictions"`
 }
 
 type statsOp struct {
@@ -133,6 +141,8 @@ func newStatsDoc(meta statsMeta, s fs.Snapshot) *statsDoc {
 			Inline:    l.Backend.Inline,
 			RingFull:  l.Backend.RingFull,
 		},
+		Tables: statsTables{Nodes: s.Tables.Nodes, NodeFds: s.Tables.NodeFds,
+			Handles: s.Tables.Handles, Evictions: s.Tables.Evictions},
 		LatencyBounds: latencyBounds,
 		Ops:           make([]statsOp, 0, len(s.Ops)),
 	}

@@ -194,7 +194,7 @@ func TestStatsCountersMove(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("stats --once: exit %d: %s", code, stderr)
 			}
-			for _, want := range []string{"CREATE", "READ", "in-flight 0", "posts/wake", "stalls", "backend  " + doc.Backend, "P99"} {
+			for _, want := range []string{"CREATE", "READ", "in-flight 0", "posts/wake", "stalls", "backend  " + doc.Backend, "open handles 0", "P99"} {
 				if !strings.Contains(stdout, want) {
 					t.Errorf("stats --once output lacks %q:\n%s", want, stdout)
 				}
@@ -600,6 +600,10 @@ func TestMetricsEndpoint(t *testing.T) {
 		"evfs_loop_longest_handler_seconds ",
 		"evfs_loop_stalls_total ",
 		"evfs_loop_spins_total ",
+		"evfs_open_handles 0",
+		"evfs_nodes ",
+		"evfs_node_fds ",
+		"evfs_node_evictions_total 0",
 		`evfs_backend_submitted_total{backend="pool"} `,
 		`evfs_backend_completed_total{backend="pool"} `,
 		`evfs_backend_fallbacks_total{backend="pool"} 0`,
