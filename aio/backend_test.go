@@ -525,6 +525,23 @@ var backendCases = []struct {
 			e.t.Fatalf("getlk %+v", op.Lock)
 		}
 	}},
+	{"move fd", func(e *env) {
+		e.file("a", "a")
+		e.file("b", "b")
+		a, b := e.open("a", unix.O_RDONLY), e.open("b", unix.O_PATH)
+		e.want("move", MoveFd(a, b), 0)
+		buf := make([]byte, 1)
+		if n, err := unix.Pread(b, buf, 0); err != nil || n != 1 || buf[0] != 'a' {
+			e.t.Fatalf("after MoveFd(a, b), b reads %q (%v), want a's data", buf[:n], err)
+		}
+		if _, err := unix.FcntlInt(uintptr(a), unix.F_GETFD, 0); err != unix.EBADF {
+			e.t.Fatalf("after MoveFd the source fd is still open (%v)", err)
+		}
+		if fl, _ := unix.FcntlInt(uintptr(b), unix.F_GETFD, 0); fl&unix.FD_CLOEXEC == 0 {
+			e.t.Fatal("moved fd lost FD_CLOEXEC")
+		}
+		e.wantErr("move from a closed fd", MoveFd(a, b), unix.EBADF)
+	}},
 	{"flock", func(e *env) {
 		e.file("f", "")
 		a, b := e.open("f", unix.O_RDONLY), e.open("f", unix.O_RDONLY)

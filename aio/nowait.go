@@ -193,7 +193,14 @@ func (n *nowait) blocksOn(op *Op) bool { return op.NoNowait || n.unsupported[op.
 // forget drops what is known of fd; call it when fd is closed (the number
 // will be reused).
 func (n *nowait) forget(op *Op) {
-	if op.Kind == OpClose && n.unsupported != nil {
+	if n.unsupported == nil {
+		return
+	}
+	switch op.Kind {
+	case OpClose:
 		delete(n.unsupported, op.Fd)
+	case OpMoveFd:
+		delete(n.unsupported, op.Fd)
+		delete(n.unsupported, op.Fd2)
 	}
 }

@@ -72,6 +72,10 @@ const (
 	// path walk, so unlike a reopen through /proc/self/fd it can run on
 	// the spot when the inode is held (Op.Resident; nowait.go).
 	OpOpenByHandleAt
+	// OpMoveFd is dup3(Fd, Fd2) then close(Fd): the file open at Fd
+	// takes over the number Fd2, and what was open at Fd2 is closed. Ops
+	// that name Fd2 before and after see the same number (fs/lend.go).
+	OpMoveFd
 	numKinds
 )
 
@@ -88,6 +92,7 @@ var kindNames = [...]string{
 	OpFstatfs: "FSTATFS", OpFaccessat: "FACCESSAT", OpFcntlLock: "FCNTL_LOCK",
 	OpFlock: "FLOCK", OpGetxattr: "GETXATTR", OpSetxattr: "SETXATTR",
 	OpListxattr: "LISTXATTR", OpRemovexattr: "REMOVEXATTR", OpOpenByHandleAt: "OPEN_BY_HANDLE_AT",
+	OpMoveFd: "MOVE_FD",
 }
 
 // KindByName returns the kind whose String is name.

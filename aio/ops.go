@@ -59,6 +59,10 @@ func OpenByHandleAt(fd, mountFd, mountID int, flags int) *Op {
 // Close closes fd.
 func Close(fd int) *Op { return &Op{Kind: OpClose, Fd: fd} }
 
+// MoveFd moves the file open at src to the number dst (dup3, O_CLOEXEC)
+// and closes src; the file dst held is closed by the move.
+func MoveFd(src, dst int) *Op { return &Op{Kind: OpMoveFd, Fd: src, Fd2: dst} }
+
 // CloseSpare closes an O_PATH fd for a caller that vouches the inode
 // stays open through another fd (see Op.Resident): closing it then only
 // drops references, and backends may run it on the spot.

@@ -56,6 +56,12 @@ func do(op *Op) (int64, error) {
 		return int64(fd), err
 	case OpClose:
 		return 0, unix.Close(op.Fd)
+	case OpMoveFd:
+		if err := unix.Dup3(op.Fd, op.Fd2, unix.O_CLOEXEC); err != nil {
+			return 0, err
+		}
+		unix.Close(op.Fd) // Linux frees the number whatever close reports
+		return 0, nil
 	case OpStatx:
 		return 0, unix.Statx(op.Fd, op.Path, int(op.Flags), int(op.Mask), &op.Stat)
 	case OpUnlinkat:

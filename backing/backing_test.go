@@ -106,8 +106,8 @@ func TestProcPath(t *testing.T) {
 	}
 }
 
-// TestNodesLend: a node borrowing a handle's fd uses it, the table stops
-// counting it among its own fds, Forget and Detach leave it to the
+// TestNodesLend: a node whose fd holds a handle's file stops counting
+// among the table's own fds, Forget and Detach leave its fd to the
 // handle, and Return restores ownership.
 func TestNodesLend(t *testing.T) {
 	tab := NewNodes(3, Key{1, 1})
@@ -116,40 +116,41 @@ func TestNodesLend(t *testing.T) {
 	if tab.Fds() != 3 {
 		t.Fatalf("Fds = %d, want 3", tab.Fds())
 	}
-	if own := tab.Lend(a, 20, 7); own != 10 || a.Fd != 20 || a.Lender() != 7 {
-		t.Fatalf("Lend: own %d, Fd %d, lender %d", own, a.Fd, a.Lender())
+	if !tab.CanLend(a) {
+		t.Fatal("a fresh node cannot take a handle's file")
 	}
-	if own := tab.Lend(a, 21, 8); own != -1 || a.Fd != 20 {
-		t.Fatalf("a second Lend changed the node: own %d, Fd %d", own, a.Fd)
+	tab.Lend(a, 7)
+	if a.Fd != 10 || a.Lender() != 7 || tab.CanLend(a) {
+		t.Fatalf("Lend: Fd %d (the number must not change), lender %d, CanLend %v", a.Fd, a.Lender(), tab.CanLend(a))
 	}
-	if own := tab.Lend(tab.Get(RootID), 22, 9); own != -1 {
-		t.Fatal("the root borrowed an fd")
+	if tab.CanLend(tab.Get(RootID)) {
+		t.Fatal("the root may take a handle's file")
 	}
 	if tab.Fds() != 2 {
-		t.Fatalf("Fds with one node borrowing = %d, want 2", tab.Fds())
+		t.Fatalf("Fds with one node lent = %d, want 2", tab.Fds())
 	}
 	if old := tab.Oldest(5); len(old) != 1 || old[0] != b {
-		t.Fatalf("Oldest offered a borrowing node: %v", old)
+		t.Fatalf("Oldest offered a lent node: %v", old)
 	}
-	tab.Return(a, 30)
-	if a.Fd != 30 || a.Lender() != 0 || tab.Fds() != 3 {
+	tab.Return(a)
+	if a.Fd != 10 || a.Lender() != 0 || tab.Fds() != 3 {
 		t.Fatalf("Return: Fd %d lender %d Fds %d", a.Fd, a.Lender(), tab.Fds())
 	}
-	// Forgotten while borrowing: the handle's fd is not the caller's.
-	tab.Lend(b, 40, 9)
+	// Forgotten while lent: the fd is the handle's to close.
+	tab.Lend(b, 9)
 	if fd := tab.Forget(b.ID, 1); fd != -1 {
-		t.Fatalf("Forget of a borrowing node returned fd %d", fd)
+		t.Fatalf("Forget of a lent node returned fd %d", fd)
 	}
-	if tab.Fds() != 2 || tab.Len() != 2 {
-		t.Fatalf("after Forget: Fds %d Len %d", tab.Fds(), tab.Len())
+	if tab.Fds() != 2 || tab.Len() != 2 || tab.CanLend(b) {
+		t.Fatalf("after Forget: Fds %d Len %d CanLend %v", tab.Fds(), tab.Len(), tab.CanLend(b))
 	}
-	tab.Return(b, 41) // the release after the forget: no count goes negative
+	tab.Return(b) // the release after the forget: no count goes negative
 	if tab.Fds() != 2 {
 		t.Fatalf("Return of a forgotten node changed Fds to %d", tab.Fds())
 	}
-	tab.Lend(a, 50, 10)
+	tab.Lend(a, 10)
 	if fds := tab.Detach(); len(fds) != 0 {
-		t.Fatalf("Detach returned lent fds: %v", fds)
+		t.Fatalf("Detach returned a handle's fd: %v", fds)
 	}
 	if tab.Fds() != 1 {
 		t.Fatalf("after Detach Fds = %d, want 1 (the root)", tab.Fds())

@@ -13,8 +13,8 @@ type Handle struct {
 	NoNowait bool
 	// DelayReads is test-only fault injection (see fs.Options.TestHooks).
 	DelayReads bool
-	// Lent: the handle's node borrowed Fd (Nodes.Lend), so ops on the
-	// node may name it until the node gets an fd of its own back.
+	// Lent: Fd is the handle's node's fd, holding this handle's open
+	// file (Nodes.Lend); at release the node gets its own file back.
 	Lent bool
 }
 

@@ -17,14 +17,15 @@ type Key struct{ Dev, Ino uint64 }
 // Node is one inode the kernel knows about.
 type Node struct {
 	ID uint64
-	// Fd is the descriptor ops on the inode use: the node's own
-	// O_PATH|O_NOFOLLOW fd, or, while the file is open, an open handle's
-	// fd lent to it (Lend). Either way it is open on this very inode.
+	// Fd is the descriptor ops on the inode use, the same number for the
+	// node's whole life: an O_PATH|O_NOFOLLOW file of the inode, or,
+	// while a handle lends it (Lend), that handle's open file moved onto
+	// this number. Either way it is open on this very inode.
 	Fd      int
 	Key     Key
 	Mode    uint32 // file type bits (S_IFMT) as last seen
 	lookups uint64
-	lender  uint64 // handle whose fd Fd is (Lend); 0: the node owns Fd
+	lender  uint64 // handle whose open file Fd holds (Lend); 0: Fd is the node's own
 	// TestDelayReads is test-only fault injection: reads through this
 	// node's handles are delayed in the backend.
 	TestDelayReads bool
@@ -61,44 +62,38 @@ func (t *Nodes) Get(id uint64) *Node { return t.byID[id] }
 func (t *Nodes) Len() int { return len(t.byID) }
 
 // Fds is the number of fds the table owns: live nodes less those whose
-// fd a handle lends.
+// fd a handle owns (Lend).
 func (t *Nodes) Fds() int { return len(t.byID) - t.lent }
 
-// Lending: an open file needs an fd of the mode it was opened with (the
-// handle's), and its node an fd of the inode (O_PATH). Two fds per open
-// file halve how many files fit under RLIMIT_NOFILE (20 000 here, not
-// raisable: 10 000 open files would not fit). Any fd of the inode serves
-// the node's ops (statx, fchownat, *at relative to it, /proc/self/fd
-// reopens), so while a handle is open the node uses the handle's fd and
-// closes its own; when that handle is released the node gets an O_PATH
-// fd again before the handle's fd is closed.
+// Lending (fs/lend.go moves the files; the table keeps the ownership): an
+// open file needs an fd of the mode it was opened with, and its node an
+// fd of the inode. While handle h is open, n.Fd holds h's open file and
+// h's fd is n.Fd: one number, owned by the handle.
 
-// Lend makes fd, the open fd of handle handleID on n's inode, n's fd, and
-// returns the node's own fd, which the caller closes — after a grace
-// period: ops in flight may name it. It returns -1 and changes nothing if
-// n already borrows, is the root, or has left the table.
-func (t *Nodes) Lend(n *Node, fd int, handleID uint64) (own int) {
-	if n.lender != 0 || n.ID == RootID || t.byID[n.ID] != n {
-		return -1
-	}
-	own = n.Fd
-	n.Fd, n.lender = fd, handleID
-	t.lent++
-	return own
+// CanLend reports whether n may take a handle's open file: a live node
+// other than the root that holds its own fd.
+func (t *Nodes) CanLend(n *Node) bool {
+	return n.lender == 0 && n.ID != RootID && t.byID[n.ID] == n
 }
 
-// Lender returns the handle whose fd n borrows, or 0 if n owns its fd.
+// Lend records that n.Fd now holds handle handleID's open file (the
+// handle owns the number from now on). The caller checked CanLend.
+func (t *Nodes) Lend(n *Node, handleID uint64) {
+	n.lender = handleID
+	t.lent++
+}
+
+// Lender returns the handle whose open file n.Fd holds, or 0.
 func (n *Node) Lender() uint64 { return n.lender }
 
-// Return gives n its own fd again, fd: an O_PATH reopen of its inode, or
-// the borrowed fd itself when none could be opened (the handle then must
-// not close it). The lender's fd is the caller's to close, again after a
-// grace period.
-func (t *Nodes) Return(n *Node, fd int) {
+// Return records that n.Fd is the node's own again: an O_PATH file moved
+// back onto the number, or the handle's file kept there when none could
+// be opened.
+func (t *Nodes) Return(n *Node) {
 	if n.lender == 0 {
 		return
 	}
-	n.Fd, n.lender = fd, 0
+	n.lender = 0
 	if t.byID[n.ID] == n {
 		t.lent--
 	}
@@ -155,7 +150,7 @@ func (t *Nodes) Known(key Key) bool { return t.byKey[key] != nil }
 
 // Forget drops nlookup references. When none remain the node leaves the
 // table and its fd is returned for the caller to close (-1 if a handle
-// lends it: the handle closes it); otherwise -1. The root is never
+// owns it: its release closes it); otherwise -1. The root is never
 // forgotten.
 func (t *Nodes) Forget(id, nlookup uint64) (closeFd int) {
 	n := t.byID[id]
@@ -178,7 +173,7 @@ func (t *Nodes) Forget(id, nlookup uint64) (closeFd int) {
 }
 
 // Detach drops every node except the root and returns the fds they own,
-// for shutdown (lent fds are the handles').
+// for shutdown (the handles' own the rest).
 func (t *Nodes) Detach() []int {
 	var fds []int
 	for id, n := range t.byID {

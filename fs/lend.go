@@ -16,58 +16,80 @@ import (
 // machine's RLIMIT_NOFILE of 20 000 (not raisable without
 // CAP_SYS_RESOURCE). Any fd of the inode serves the node's ops — statx,
 // fchownat and friends with AT_EMPTY_PATH, /proc/self/fd reopens, file
-// handles — so while a regular file is open its node borrows the first
-// handle's fd and closes its own (backing.Nodes.Lend). When that handle
-// is released the node gets an O_PATH fd again (giveBack) before the
-// handle's fd is closed.
+// handles — so while a regular file is open, its first handle's open file
+// is moved onto the node's fd number (aio.MoveFd: dup3, then close of the
+// new number), replacing the node's O_PATH file, and the handle uses that
+// number too. At the handle's release an O_PATH file of the inode is
+// moved back onto the number, which closes the handle's file.
 //
-// An fd a node lends is named by ops the handle's owner did not start: a
-// GETATTR of the node may be in flight when its lender is released. So
-// the fds that change hands are closed after a grace period
-// (loop.AfterInFlight), once every op submitted before has completed:
-// a number closed earlier could be reused by the next open while such an
-// op still waits in a backend, which would then act on another file.
+// The node's number never changes. Chains keep fd numbers across steps
+// (SETATTR's steps are built up front, its final statx uses the fd it
+// started with), and ops wait in backends holding only a number: had the
+// node switched numbers and closed its old one, the next open could reuse
+// it under them. With the number fixed, an op that names it before or
+// after a move reaches the same inode either way.
 
-// lend makes n borrow hd's fd (regular files only: a directory's handle
-// fd has a read position of its own, and other files are not opened
-// through evfs). Loop-only.
-func (h *handlers) lend(n *backing.Node, hd *backing.Handle) {
-	if n.Mode != unix.S_IFREG {
+// lend moves hd's open file onto n's fd number if n can take it (regular
+// files only: a directory handle's fd has a read position of its own),
+// then runs k. Loop-only.
+func (h *handlers) lend(r *request, n *backing.Node, hd *backing.Handle, k func()) {
+	if n.Mode != unix.S_IFREG || !h.nodes.CanLend(n) {
+		k()
 		return
 	}
-	own := h.nodes.Lend(n, hd.Fd, hd.ID)
-	if own < 0 {
-		return
-	}
-	hd.Lent = true
-	// The inode stays open through hd's fd, or through the O_PATH fd
-	// giveBack opens before that one is closed: this close only drops
-	// a reference, on the spot.
-	h.loop.AfterInFlight(func() { h.loop.Submit(aio.CloseSpare(own), func(int64) {}) })
+	h.nodes.Lend(n, hd.ID) // now, so a concurrent OPEN does not lend too
+	op := aio.MoveFd(hd.Fd, n.Fd)
+	// The move closes the node's O_PATH file, whose inode hd's file
+	// holds, and hd's number, whose file n.Fd then holds: both only drop
+	// references, so on a resident file system it runs on the spot.
+	op.Resident = h.onSpot(n)
+	h.submit(r, op, func(res int64) {
+		if res < 0 {
+			// Nothing moved: the handle keeps a number of its own.
+			h.nodes.Return(n)
+			k()
+			return
+		}
+		hd.Fd, hd.Lent = n.Fd, true
+		k()
+	})
 }
 
-// giveBack is Release for a handle whose fd its node may borrow: the
-// node gets an O_PATH fd of its own again, then closeFd runs after a
-// grace period. If no O_PATH fd can be opened (EMFILE), the node keeps
-// the handle's fd as its own and it is not closed here: an open file
-// kept open until FORGET is better than a node with no fd.
-func (h *handlers) giveBack(r *request, hd *backing.Handle, closeFd func()) {
+// giveBack is Release for a handle whose open file its node's fd holds:
+// an O_PATH file of the inode is moved back onto the number, which closes
+// the handle's file. If no O_PATH file can be opened (EMFILE), the node
+// keeps the handle's file as its own until FORGET: better an open file
+// held longer than a node without its inode.
+func (h *handlers) giveBack(r *request, hd *backing.Handle) {
 	n := h.nodes.Get(hd.NodeID)
 	if n == nil || n.Lender() != hd.ID {
-		// Forgotten already (or never lent to this node): only the
-		// grace period is left to wait for.
-		h.loop.AfterInFlight(closeFd)
+		// The node was forgotten: the number is the handle's alone.
+		h.submit(r, aio.Close(hd.Fd), func(int64) { r.reply(fuse.OK) })
 		return
+	}
+	keep := func(res int64) {
+		h.log.Warn("no O_PATH fd for a released file's node; its file stays open until the node is forgotten",
+			"node", n.ID, "errno", unix.Errno(-res).Error())
+		h.nodes.Return(n)
+		r.reply(fuse.OK)
 	}
 	h.reopen(r, n, unix.O_PATH, func(res int64) {
 		if res < 0 {
-			h.log.Warn("no O_PATH fd for a released file's node; keeping the file open",
-				"node", n.ID, "errno", unix.Errno(-res).Error())
-			h.nodes.Return(n, hd.Fd)
-			r.reply(fuse.OK)
+			keep(res)
 			return
 		}
-		h.nodes.Return(n, int(res))
-		h.loop.AfterInFlight(closeFd)
+		path := int(res)
+		// Like the close it replaces, this may run the file system's
+		// release of the handle's file: on the spot only on a memory
+		// root (markMemory).
+		h.submit(r, aio.MoveFd(path, n.Fd), func(res int64) {
+			if res < 0 {
+				h.closeFd(path)
+				keep(res)
+				return
+			}
+			h.nodes.Return(n)
+			r.reply(fuse.OK)
+		})
 	})
 }

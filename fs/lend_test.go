@@ -23,7 +23,7 @@ func fdCount(t testing.TB) int {
 }
 
 // settledFds waits (up to 5 s) for the fd count to reach at most want —
-// closes after a grace period run once the ops before them complete —
+// RELEASE is asynchronous: close(2) returns before the daemon closes —
 // and returns the last count.
 func settledFds(t testing.TB, want int) int {
 	t.Helper()
@@ -35,8 +35,8 @@ func settledFds(t testing.TB, want int) int {
 }
 
 // TestOneFdPerOpenFile: while a regular file is open through the mount
-// the daemon holds one fd for it, not two (its node borrows the handle's,
-// fs/lend.go), and every node operation still works on the borrowed fd —
+// the daemon holds one fd for it, not two (the handle's file sits on its
+// node's fd number, fs/lend.go), and every node operation still works —
 // stat, chmod, truncate, xattrs, link, rename, unlink — during the open
 // and after the last close, when the node has an fd of its own again.
 // Closing everything returns the fd count to where it was. On the
@@ -209,6 +209,86 @@ func TestLendSeveralHandles(t *testing.T) {
 				t.Fatalf("backing file holds %q, want %q", got, "abcd") // nodeOps truncated it to 4 bytes
 			}
 			nodeOps(t, mnt, backing, "f", "both handles closed")
+		}
+	})
+}
+
+// TestLendChurn: node requests of several steps (SETATTR: truncate,
+// chmod, utimes, then a statx) racing with opens and closes of the same
+// file, which move its open files on and off the node's fd, and with
+// opens of other files, which take whatever fd numbers are free. Every
+// request succeeds and reports the size it set. (With the node's fd
+// switching numbers instead, the soak saw EBADF from a truncate whose
+// statx named a number closed meanwhile.)
+func TestLendChurn(t *testing.T) {
+	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
+		mnt, _ := fstest.Mount(t, backend)
+		p := filepath.Join(mnt, "f")
+		mustWriteFile(t, p, []byte("x"), 0o644)
+		for i := range 8 {
+			mustWriteFile(t, filepath.Join(mnt, fmt.Sprintf("other%d", i)), nil, 0o644)
+		}
+		stop := make(chan struct{})
+		errs := make(chan error, 3)
+		churn := func(name string, mode int) {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				f, err := os.OpenFile(filepath.Join(mnt, name), mode, 0)
+				if err != nil {
+					errs <- err
+					return
+				}
+				f.Close()
+			}
+		}
+		go churn("f", os.O_RDONLY)
+		go churn("f", os.O_WRONLY)
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				f, err := os.Open(filepath.Join(mnt, fmt.Sprintf("other%d", i%8)))
+				if err != nil {
+					errs <- err
+					return
+				}
+				f.Close()
+			}
+		}()
+		deadline := time.Now().Add(time.Second)
+		for size := int64(1); time.Now().Before(deadline); size = size%4096 + 1 {
+			if err := os.Truncate(p, size); err != nil {
+				t.Errorf("truncate to %d: %v", size, err)
+				break
+			}
+			if err := os.Chmod(p, os.FileMode(0o600|size&0o7)); err != nil {
+				t.Errorf("chmod: %v", err)
+				break
+			}
+			if err := os.Chtimes(p, time.Unix(size, 0), time.Unix(size, 0)); err != nil {
+				t.Errorf("chtimes: %v", err)
+				break
+			}
+			fi, err := os.Stat(p)
+			if err != nil || fi.Size() != size || fi.ModTime().Unix() != size {
+				t.Errorf("stat after setting size and mtime %d: %v, %v", size, fi, err)
+				break
+			}
+		}
+		close(stop)
+		for range 3 {
+			if err := <-errs; err != nil {
+				t.Errorf("open/close churn: %v", err)
+			}
 		}
 	})
 }

@@ -51,11 +51,13 @@ func (h *handlers) Open(r *request, in *fuse.OpenIn, out *fuse.OpenOut) {
 	h.openNode(r, n, h.openFlags(in.Flags), func(fd int64) {
 		hd := h.addHandle(int(fd), n, in.Flags)
 		out.Fh = hd.ID
-		if in.Mode&fuse.OPEN_KILL_SUIDGID != 0 && in.Flags&unix.O_TRUNC != 0 {
-			h.killSuidgid(r, hd.Fd, func() { r.reply(fuse.OK) })
-			return
-		}
-		r.reply(fuse.OK)
+		h.lend(r, n, hd, func() {
+			if in.Mode&fuse.OPEN_KILL_SUIDGID != 0 && in.Flags&unix.O_TRUNC != 0 {
+				h.killSuidgid(r, hd.Fd, func() { r.reply(fuse.OK) })
+				return
+			}
+			r.reply(fuse.OK)
+		})
 	})
 }
 
@@ -81,7 +83,7 @@ func (h *handlers) Create(r *request, in *fuse.CreateIn, name string, out *fuse.
 				r.undo = nil // the handle owns fd now
 				hd := h.addHandle(fd, n, in.Flags)
 				out.OpenOut.Fh = hd.ID
-				r.reply(fuse.OK)
+				h.lend(r, n, hd, func() { r.reply(fuse.OK) })
 			}))
 		})
 	})
@@ -205,9 +207,10 @@ func (h *handlers) Flush(r *request, in *fuse.FlushIn) {
 	h.releaseOwnerLocks(hd.NodeID, in.LockOwner, func() { r.reply(fuse.OK) })
 }
 
-// Release (and RELEASEDIR): drop the handle, give its node back an fd of
-// its own if it borrowed this one (lend.go), close the fd, then answer,
-// so locks held through it are gone by the time the kernel hears back.
+// Release (and RELEASEDIR): drop the handle, close its file (one its
+// node's fd holds by moving an O_PATH file back onto that number,
+// lend.go), then answer, so locks held through it are gone by the time
+// the kernel hears back.
 func (h *handlers) Release(r *request, in *fuse.ReleaseIn) {
 	hd := h.handles.Remove(in.Fh)
 	if hd == nil {
@@ -219,12 +222,11 @@ func (h *handlers) Release(r *request, in *fuse.ReleaseIn) {
 	// the request's node is in the table: the node's own fd keeps the
 	// inode, so the close frees nothing. Once the node is forgotten the
 	// close goes to the backend: it may free an unlinked file.
-	closeFd := func() { h.submit(r, aio.Close(hd.Fd), func(res int64) { r.reply(fuse.OK) }) }
 	if hd.Lent {
-		h.giveBack(r, hd, closeFd)
+		h.giveBack(r, hd)
 		return
 	}
-	closeFd()
+	h.submit(r, aio.Close(hd.Fd), func(res int64) { r.reply(fuse.OK) })
 }
 
 // Fsync (and FSYNCDIR): fsync or fdatasync of the handle's fd.

@@ -50,14 +50,12 @@ func noNowaitFS(fsType int64) bool { return uint32(fsType) == unix.TMPFS_MAGIC }
 func (h *handlers) rootFS(n *backing.Node) bool { return n.Key.Dev == h.rootDev }
 
 // addHandle registers fd, opened with the kernel's flags for node n,
-// with what its reads and writes may try on the spot, and lends fd to
-// the node (lend.go). Loop-only.
+// with what its reads and writes may try on the spot. Loop-only.
 func (h *handlers) addHandle(fd int, n *backing.Node, flags uint32) *backing.Handle {
 	hd := h.handles.Add(fd, n.ID, false)
 	hd.DelayReads = n.TestDelayReads
 	hd.Direct = flags&unix.O_DIRECT != 0
 	hd.NoNowait = h.opts.rootNoNowait && h.rootFS(n)
-	h.lend(n, hd)
 	return hd
 }
 

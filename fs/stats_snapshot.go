@@ -20,7 +20,7 @@ type Snapshot struct {
 // holds open on the backing file system.
 type Tables struct {
 	Nodes     int    // inodes the kernel knows (root included)
-	NodeFds   int    // O_PATH fds the nodes own (an open file's node borrows its handle's)
+	NodeFds   int    // fds the nodes own (an open file's node fd holds its handle's file, owned by the handle)
 	Handles   int    // open files and directories
 	Evictions uint64 // batches of names the kernel was asked to forget (node fd budget)
 }

@@ -68,7 +68,6 @@ type Loop struct {
 
 	// Owned by the loop goroutine; never touch from elsewhere.
 	ops       slab
-	grace     grace // closes that wait for ops in flight (grace.go)
 	comps     []aio.Completion
 	spare     []Event
 	stats     Stats
@@ -154,7 +153,7 @@ func (l *Loop) Submit(op *aio.Op, k Continuation) uint64 {
 	if l.faults != nil {
 		l.inject(op)
 	}
-	id := l.ops.put(op, k, l.grace.submitted())
+	id := l.ops.put(op, k)
 	l.stats.Submitted++
 	if l.debug {
 		l.log.Debug("submit", "id", id, "op", op.Kind.String(), "fd", op.Fd, "path", op.Path)
@@ -297,7 +296,7 @@ func (l *Loop) turn() bool {
 }
 
 func (l *Loop) complete(c aio.Completion) {
-	k, phase := l.ops.take(c.ID)
+	k := l.ops.take(c.ID)
 	if k == nil {
 		// Invariant 3: every completion has exactly one continuation.
 		l.stats.Unknown++
@@ -309,7 +308,6 @@ func (l *Loop) complete(c aio.Completion) {
 		l.log.Debug("complete", "id", c.ID, "res", c.Res)
 	}
 	l.timed("completion", func() { k(c.Res) })
-	l.completedOp(phase)
 }
 
 // timed runs fn, tracks the longest single run and reports stalls: a

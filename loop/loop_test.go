@@ -281,14 +281,14 @@ func TestInFlightReturnsToZeroAfterBurst(t *testing.T) {
 func TestUnknownCompletionIsCountedNotRun(t *testing.T) {
 	var s slab
 	ran := false
-	id := s.put(aio.Nop(), func(int64) { ran = true }, 0)
-	if k, _ := s.take(id ^ 1<<32); k != nil { // wrong generation
+	id := s.put(aio.Nop(), func(int64) { ran = true })
+	if k := s.take(id ^ 1<<32); k != nil { // wrong generation
 		t.Fatal("a stale generation matched a live slot")
 	}
-	if k, _ := s.take(id + 12345); k != nil {
+	if k := s.take(id + 12345); k != nil {
 		t.Fatal("an out-of-range index matched")
 	}
-	k, _ := s.take(id)
+	k := s.take(id)
 	if k == nil {
 		t.Fatal("live id not found")
 	}
@@ -296,11 +296,11 @@ func TestUnknownCompletionIsCountedNotRun(t *testing.T) {
 	if !ran || s.inUse != 0 {
 		t.Fatalf("ran=%v inUse=%d", ran, s.inUse)
 	}
-	if k, _ := s.take(id); k != nil {
+	if s.take(id) != nil {
 		t.Fatal("id taken twice")
 	}
 	// The slot is reused with a new generation: the old id stays dead.
-	id2 := s.put(aio.Nop(), func(int64) {}, 0)
+	id2 := s.put(aio.Nop(), func(int64) {})
 	if uint32(id2) != uint32(id) || id2 == id {
 		t.Fatalf("reuse: id=%x id2=%x", id, id2)
 	}

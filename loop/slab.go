@@ -19,14 +19,13 @@ type slab struct {
 }
 
 type slot struct {
-	gen   uint32
-	op    *aio.Op // kept reachable until completion: the kernel may use its memory
-	k     Continuation
-	live  bool
-	phase uint8 // grace phase the op was submitted in (grace.go)
+	gen  uint32
+	op   *aio.Op // kept reachable until completion: the kernel may use its memory
+	k    Continuation
+	live bool
 }
 
-func (s *slab) put(op *aio.Op, k Continuation, phase uint8) uint64 {
+func (s *slab) put(op *aio.Op, k Continuation) uint64 {
 	var idx uint32
 	if n := len(s.free); n > 0 {
 		idx = s.free[n-1]
@@ -37,7 +36,7 @@ func (s *slab) put(op *aio.Op, k Continuation, phase uint8) uint64 {
 	}
 	sl := &s.slots[idx]
 	sl.gen++
-	sl.op, sl.k, sl.live, sl.phase = op, k, true, phase
+	sl.op, sl.k, sl.live = op, k, true
 	s.inUse++
 	return uint64(sl.gen)<<32 | uint64(idx)
 }
@@ -55,16 +54,15 @@ func (s *slab) lookup(id uint64) *slot {
 	return sl
 }
 
-// take removes id and returns its continuation (nil if unknown) and its
-// grace phase.
-func (s *slab) take(id uint64) (Continuation, uint8) {
+// take removes id and returns its continuation (nil if unknown).
+func (s *slab) take(id uint64) Continuation {
 	sl := s.lookup(id)
 	if sl == nil {
-		return nil, 0
+		return nil
 	}
-	k, phase := sl.k, sl.phase
+	k := sl.k
 	sl.op, sl.k, sl.live = nil, nil, false
 	s.free = append(s.free, uint32(id))
 	s.inUse--
-	return k, phase
+	return k
 }

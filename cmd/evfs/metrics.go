@@ -46,7 +46,7 @@ var (
 	mSpins         = metricDesc("evfs_loop_spins_total", "Times the loop polled for new work before sleeping (--spin).")
 	mUnknown       = metricDesc("evfs_loop_unknown_completions_total", "Completions with no continuation (bugs).")
 	mNodes         = metricDesc("evfs_nodes", "Inodes the kernel knows through this mount (node table entries, root included).")
-	mNodeFds       = metricDesc("evfs_node_fds", "O_PATH fds the node table owns (an open file's node borrows its handle's fd).")
+	mNodeFds       = metricDesc("evfs_node_fds", "O_PATH fds the node table owns (an open file's node fd holds its handle's file, owned by the handle).")
 	mHandles       = metricDesc("evfs_open_handles", "Open files and directories (handle table entries).")
 	mEvictions     = metricDesc("evfs_node_evictions_total", "Batches of names the kernel was asked to forget because node fds reached their budget.")
 	mBSubmitted    = metricDesc("evfs_backend_submitted_total", "Operations submitted to the asynchronous I/O backend.", "backend")

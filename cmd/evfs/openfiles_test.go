@@ -84,7 +84,7 @@ func procRSS(tb testing.TB, pid int) int64 {
 // under this machine's fd limit (20 000, which two fds per open file did
 // not fit), each read back through the mount, with about one daemon fd
 // per open file: `evfs stats` counts 10 000 handles and a few node fds
-// (the nodes of open files borrow their handles' fds).
+// (an open file's handle file sits on its node's fd number).
 func TestTenThousandOpenFiles(t *testing.T) {
 	mnt, pid, files, _ := openMany(t, manyOpenFiles)
 	if fds := procFds(t, pid); fds > manyOpenFiles+200 {
