@@ -230,7 +230,8 @@ func TestLendChurn(t *testing.T) {
 		}
 		stop := make(chan struct{})
 		errs := make(chan error, 3)
-		churn := func(name string, mode int) {
+		// churn opens and closes name(i) with mode until stop.
+		churn := func(name func(i int) string, mode int) {
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -238,7 +239,7 @@ func TestLendChurn(t *testing.T) {
 					return
 				default:
 				}
-				f, err := os.OpenFile(filepath.Join(mnt, name), mode, 0)
+				f, err := os.OpenFile(filepath.Join(mnt, name(i)), mode, 0)
 				if err != nil {
 					errs <- err
 					return
@@ -246,24 +247,10 @@ func TestLendChurn(t *testing.T) {
 				f.Close()
 			}
 		}
-		go churn("f", os.O_RDONLY)
-		go churn("f", os.O_WRONLY)
-		go func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					errs <- nil
-					return
-				default:
-				}
-				f, err := os.Open(filepath.Join(mnt, fmt.Sprintf("other%d", i%8)))
-				if err != nil {
-					errs <- err
-					return
-				}
-				f.Close()
-			}
-		}()
+		same := func(int) string { return "f" }
+		go churn(same, os.O_RDONLY)
+		go churn(same, os.O_WRONLY)
+		go churn(func(i int) string { return fmt.Sprintf("other%d", i%8) }, os.O_RDONLY)
 		deadline := time.Now().Add(time.Second)
 		for size := int64(1); time.Now().Before(deadline); size = size%4096 + 1 {
 			if err := os.Truncate(p, size); err != nil {

@@ -144,6 +144,7 @@ func TestStatsCountersMove(t *testing.T) {
 			_, mnt, cmd := mountForStats(t, "--backend", backend)
 			_, before := statsJSON(t, mnt)
 			workload(t, mnt, 10)
+			relIdle(t, mnt) // close(2) returns before the daemon has handled the RELEASE
 			_, doc := statsJSON(t, mnt)
 
 			for _, op := range []string{"CREATE", "READ"} {
@@ -576,6 +577,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	addr := freePort(t)
 	_, mnt, cmd := mountForStats(t, "--backend", "pool", "--metrics-addr", addr)
 	workload(t, mnt, 5)
+	// close(2) returns before the daemon has handled the RELEASE.
+	relIdle(t, mnt)
 	client := &http.Client{Timeout: 10 * time.Second}
 	resp, err := client.Get("http://" + addr + "/metrics")
 	if err != nil {
