@@ -32,6 +32,7 @@ type handlers struct {
 	// transport once the connection is up. Safe from any goroutine.
 	notify     func(parent uint64, name string)
 	nodeBudget int       // node fds to hold before asking the kernel to forget
+	shareAbove int       // backing fds held before opened files share their node's fd (lend.go)
 	evicting   bool      // an invalidation batch is in progress
 	evictions  uint64    // batches started
 	locks      lockTable // POSIX locks granted through evfs (ops_lock.go)
@@ -354,12 +355,16 @@ type Options struct {
 	Logger       *slog.Logger
 	Debug        bool
 
+	// MaxNodes is the node-fd budget (0: three quarters of RLIMIT_NOFILE).
+	MaxNodes int
+	// ShareFdsAbove: once the mount holds this many backing fds, a
+	// regular file opened next shares its node's fd number (lend.go;
+	// 0: half of RLIMIT_NOFILE; < 0: never).
+	ShareFdsAbove int
+
 	// TestDelayRead is test-only fault injection: reads of the backing
 	// file at this path (relative to the backing root) are delayed by
 	// TestDelay inside the backend. Set from EVFS_TEST_DELAY_READ.
-	// MaxNodes is the node-fd budget (0: three quarters of RLIMIT_NOFILE).
-	MaxNodes int
-
 	TestDelayRead string
 	TestDelay     time.Duration
 	testDelayIno  uint64

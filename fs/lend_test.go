@@ -55,6 +55,40 @@ func TestOneFdPerOpenFile(t *testing.T) {
 	})
 }
 
+// TestNoSharingBelowThreshold: with the binary's default threshold (half
+// the fd limit), a few hundred open files keep an fd of their own each:
+// sharing costs CPU and is only worth it near the limit.
+func TestNoSharingBelowThreshold(t *testing.T) {
+	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
+		mnt, backing := fstest.Mount(t, backend, fstest.DefaultSharing)
+		const n = 200
+		for i := range n {
+			mustWriteFile(t, filepath.Join(backing, fmt.Sprintf("f%03d", i)), []byte("x"), 0o644)
+			if _, err := os.Stat(filepath.Join(mnt, fmt.Sprintf("f%03d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		base := fdCount(t)
+		var files []*os.File
+		t.Cleanup(func() {
+			for _, f := range files {
+				f.Close()
+			}
+		})
+		for i := range n {
+			f, err := os.Open(filepath.Join(mnt, fmt.Sprintf("f%03d", i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, f)
+		}
+		// The test's n and the daemon's n handles; no node fd closed.
+		if got := settledFds(t, base+2*n); got != base+2*n {
+			t.Fatalf("%d open files below the threshold took %d fds, want %d", n, got-base, 2*n)
+		}
+	})
+}
+
 func oneFdPerOpenFile(t *testing.T, mnt, backing string) {
 	const n = 200
 	for i := range n {

@@ -85,6 +85,10 @@ func Transport(name string) Option { return func(c *fs.Config) { c.Transport = n
 // ReadDirPlus turns READDIRPLUS on.
 func ReadDirPlus(c *fs.Config) { c.ReadDirPlus = true }
 
+// DefaultSharing: open files share their node's fd only past the
+// default threshold (half the fd limit), as in the binary.
+func DefaultSharing(c *fs.Config) { c.ShareFdsAbove = 0 }
+
 // Mount serves a fresh, empty backing directory at a fresh mountpoint with
 // the given backend, and returns both paths. Both live in one directory
 // of mode 0755 (as are its parents under TMPDIR), so other uids can reach
@@ -108,6 +112,10 @@ func MountAt(t testing.TB, backend, backing, mnt string, opts ...Option) *fs.Mou
 			EntryTimeout: 0,
 			AttrTimeout:  0,
 			Logger:       slog.New(logs),
+			// Every open file shares its node's fd (fs/lend.go), so every
+			// test runs that path; the binary's default (only past half
+			// the fd limit) is what DefaultSharing restores.
+			ShareFdsAbove: 1,
 		},
 		Backend: backend,
 		Workers: 8,
