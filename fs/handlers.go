@@ -31,14 +31,14 @@ type handlers struct {
 	// notify asks the kernel to forget a name (evict.go); set by the
 	// transport once the connection is up. Safe from any goroutine.
 	notify     func(parent uint64, name string)
-	nodeBudget int       // node fds to hold before asking the kernel to forget
-	shareAbove int       // backing fds held before opened files share their node's fd (lend.go)
-	evicting   bool      // an invalidation batch is in progress
-	evictions  uint64    // batches started
-	locks      lockTable // POSIX locks granted through evfs (ops_lock.go)
-	queued     bool      // requests are queueing up (set by the session's drain; resident.go)
-	rootDev    uint64    // device of the backing root (resident.go)
-	swapOn     bool      // the machine has swap: no memory root (resident.go)
+	nodeBudget int         // node fds to hold before asking the kernel to forget
+	sharing    sharePolicy // when opened files share their node's fd (lend.go)
+	evicting   bool        // an invalidation batch is in progress
+	evictions  uint64      // batches started
+	locks      lockTable   // POSIX locks granted through evfs (ops_lock.go)
+	queued     bool        // requests are queueing up (set by the session's drain; resident.go)
+	rootDev    uint64      // device of the backing root (resident.go)
+	swapOn     bool        // the machine has swap: no memory root (resident.go)
 }
 
 // submit starts op for r and runs k with its result. The op id is kept on
@@ -359,7 +359,8 @@ type Options struct {
 	MaxNodes int
 	// ShareFdsAbove: once the mount holds this many backing fds, a
 	// regular file opened next shares its node's fd number (lend.go;
-	// 0: half of RLIMIT_NOFILE; < 0: never).
+	// 0: once a quarter of RLIMIT_NOFILE in files is open or three
+	// quarters in fds are held; < 0: never).
 	ShareFdsAbove int
 
 	// TestDelayRead is test-only fault injection: reads of the backing

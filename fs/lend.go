@@ -18,19 +18,23 @@ import (
 // machine's RLIMIT_NOFILE of 20 000 (not raisable without
 // CAP_SYS_RESOURCE). Any fd of the inode serves the node's ops — statx,
 // fchownat and friends with AT_EMPTY_PATH, /proc/self/fd reopens, file
-// handles — so once the mount holds many fds (half the limit, by
-// default), a regular file's first handle shares its node's fd: the
+// handles — so once many files are open (a quarter of the limit) or fds
+// run short (three quarters), a regular file's first handle shares its
+// node's fd: the
 // handle's open file is moved onto the node's fd number (aio.MoveFd:
 // dup3, then close of the new number), replacing the node's O_PATH file,
 // and the handle uses that number too. At the handle's release an O_PATH
 // file of the inode is moved back onto the number, which closes the
 // handle's file.
 //
-// Sharing is not the default below the threshold because it costs: the
-// release reopens the O_PATH file (by handle: two syscalls) and moves it
-// back, the open moves the handle's file (tmpfs, QD1 open+close: loop
-// busy time per cycle 60.8 → 72.0 µs, p50 35 → 43 µs). Well below the
-// limit, a second fd costs nothing.
+// Sharing waits for those thresholds because it costs: the release
+// reopens the O_PATH file (by handle: two syscalls) and moves it back,
+// the open moves the handle's file (tmpfs, QD1 open+close: loop busy
+// time per cycle 60.8 → 72.0 µs, p50 35 → 43 µs). Below them a second
+// fd costs nothing. The count of open files, not of all fds, is the
+// first trigger: node fds of files not open are reclaimed by eviction
+// (evict.go), and a mount that merely knows 10 000 inodes (evfs bench's
+// data set) should not pay on every open.
 //
 // The node's number never changes. Chains keep fd numbers across steps
 // (SETATTR's steps are built up front, its final statx uses the fd it
@@ -39,28 +43,39 @@ import (
 // it under them. With the number fixed, an op that names it before or
 // after a move reaches the same inode either way.
 
-// shareAboveFor derives the sharing threshold from the fd limit: half
-// of it, so that 10 000 open files take ~15 000 of 20 000 fds.
-func shareAboveFor(above int) int {
+// sharePolicy says when an opened file shares its node's fd: once
+// handles files are open, or the mount holds fds backing fds.
+type sharePolicy struct{ handles, fds int }
+
+// sharePolicyFor derives the policy from Options.ShareFdsAbove and the
+// fd limit: by default a quarter of the limit in open files or three
+// quarters in fds, so that 10 000 open files take ~15 000 of 20 000.
+func sharePolicyFor(above int) sharePolicy {
 	switch {
 	case above > 0:
-		return above
+		return sharePolicy{handles: math.MaxInt, fds: above}
 	case above < 0:
-		return math.MaxInt
+		return sharePolicy{handles: math.MaxInt, fds: math.MaxInt}
 	}
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < 1024 {
-		return 512
+		return sharePolicy{handles: 256, fds: 768}
 	}
-	return int(min(lim.Cur, math.MaxInt32)) / 2
+	n := int(min(lim.Cur, math.MaxInt32))
+	return sharePolicy{handles: n / 4, fds: n / 4 * 3}
 }
 
-// lend moves hd's open file onto n's fd number if the mount holds
-// shareAbove fds or more and n can take it (regular files only: a
-// directory handle's fd has a read position of its own), then runs k.
-// Loop-only.
+// share reports whether a file opened now shares its node's fd.
+func (h *handlers) share() bool {
+	open := h.handles.Len()
+	return open >= h.sharing.handles || h.nodes.Fds()+open >= h.sharing.fds
+}
+
+// lend moves hd's open file onto n's fd number if the policy says so and
+// n can take it (regular files only: a directory handle's fd has a read
+// position of its own), then runs k. Loop-only.
 func (h *handlers) lend(r *request, n *backing.Node, hd *backing.Handle, k func()) {
-	if n.Mode != unix.S_IFREG || h.nodes.Fds()+h.handles.Len() < h.shareAbove || !h.nodes.CanLend(n) {
+	if n.Mode != unix.S_IFREG || !h.share() || !h.nodes.CanLend(n) {
 		k()
 		return
 	}

@@ -55,9 +55,10 @@ func TestOneFdPerOpenFile(t *testing.T) {
 	})
 }
 
-// TestNoSharingBelowThreshold: with the binary's default threshold (half
-// the fd limit), a few hundred open files keep an fd of their own each:
-// sharing costs CPU and is only worth it near the limit.
+// TestNoSharingBelowThreshold: with the binary's default thresholds (a
+// quarter of the fd limit in open files, three quarters in fds), a few
+// hundred open files keep an fd of their own each: sharing costs CPU and
+// is only worth it near the limit.
 func TestNoSharingBelowThreshold(t *testing.T) {
 	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
 		mnt, backing := fstest.Mount(t, backend, fstest.DefaultSharing)

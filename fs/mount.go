@@ -243,7 +243,7 @@ func newHandlers(l *loop.Loop, rootFd int, root *unix.Statx_t, opts Options) *ha
 		euid:       uint32(os.Geteuid()),
 		egid:       uint32(os.Getegid()),
 		nodeBudget: nodeBudgetFor(opts.MaxNodes),
-		shareAbove: shareAboveFor(opts.ShareFdsAbove),
+		sharing:    sharePolicyFor(opts.ShareFdsAbove),
 		rootDev:    backing.KeyOf(root).Dev,
 		swapOn:     opts.memoryRoot && swapOn(),
 	}

@@ -86,7 +86,8 @@ func Transport(name string) Option { return func(c *fs.Config) { c.Transport = n
 func ReadDirPlus(c *fs.Config) { c.ReadDirPlus = true }
 
 // DefaultSharing: open files share their node's fd only past the
-// default threshold (half the fd limit), as in the binary.
+// default thresholds (a quarter of the fd limit in open files, three
+// quarters in fds), as in the binary.
 func DefaultSharing(c *fs.Config) { c.ShareFdsAbove = 0 }
 
 // Mount serves a fresh, empty backing directory at a fresh mountpoint with
@@ -113,8 +114,8 @@ func MountAt(t testing.TB, backend, backing, mnt string, opts ...Option) *fs.Mou
 			AttrTimeout:  0,
 			Logger:       slog.New(logs),
 			// Every open file shares its node's fd (fs/lend.go), so every
-			// test runs that path; the binary's default (only past half
-			// the fd limit) is what DefaultSharing restores.
+			// test runs that path; the binary's default (only near the fd
+			// limit) is what DefaultSharing restores.
 			ShareFdsAbove: 1,
 		},
 		Backend: backend,
