@@ -20,12 +20,11 @@ import (
 // fchownat and friends with AT_EMPTY_PATH, /proc/self/fd reopens, file
 // handles — so once many files are open (a quarter of the limit) or fds
 // run short (three quarters), a regular file's first handle shares its
-// node's fd: the
-// handle's open file is moved onto the node's fd number (aio.MoveFd:
-// dup3, then close of the new number), replacing the node's O_PATH file,
-// and the handle uses that number too. At the handle's release an O_PATH
-// file of the inode is moved back onto the number, which closes the
-// handle's file.
+// node's fd: the handle's open file is moved onto the node's fd number
+// (aio.MoveFd: dup3, then close of the new number), replacing the node's
+// O_PATH file, and the handle uses that number too. At the handle's
+// release an O_PATH file of the inode is moved back onto the number,
+// which closes the handle's file.
 //
 // Sharing waits for those thresholds because it costs: the release
 // reopens the O_PATH file (by handle: two syscalls) and moves it back,
@@ -44,7 +43,7 @@ import (
 // after a move reaches the same inode either way.
 
 // sharePolicy says when an opened file shares its node's fd: once
-// handles files are open, or the mount holds fds backing fds.
+// `handles` files are open, or the mount holds `fds` backing fds.
 type sharePolicy struct{ handles, fds int }
 
 // sharePolicyFor derives the policy from Options.ShareFdsAbove and the
