@@ -15,6 +15,10 @@
 //	                   runs on the loop itself)
 //	uring-gofuse       evfs mount --backend uring --transport gofuse (the
 //	                   other transport: go-fuse's readers feed the loop)
+//	pool-share         evfs mount --backend pool --share-fds-above 1: every
+//	                   open file shares its node's fd (by default only
+//	                   near the fd limit); pool workers run node ops
+//	                   concurrently with the moves
 //	dir                the plain directory, MOUNT == BACKING (control)
 //	loopback           go-fuse's fs.NewLoopbackRoot (reference: its
 //	                   failures show in the table but do not fail the test)
@@ -30,7 +34,7 @@
 // and the test fails, saying so.
 // Environment:
 //
-//	EVFS_IT_TARGETS  comma list of targets, or "all" (default: uring,pool,sync,uring-tmpfs,dir)
+//	EVFS_IT_TARGETS  comma list of targets, or "all" (default: uring,pool,sync,uring-tmpfs,pool-share,dir)
 //	EVFS_IT_SCRIPTS  comma list of scripts, with or without .sh (default: all)
 //	EVFS_IT_BIG_MB   size of files.sh's big file in MiB (default 256)
 //	EVFS_IT_TIMEOUT  per-script timeout in seconds (default 300)
@@ -56,13 +60,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var allTargets = []string{"uring", "pool", "sync", "uring-tmpfs", "uring-gofuse", "dir", referenceTarget}
+var allTargets = []string{"uring", "pool", "sync", "uring-tmpfs", "pool-share", "uring-gofuse", "dir", referenceTarget}
 
 // defaultTargets leave out the go-fuse transport (the fs tests run go-fuse's
 // POSIX suite through it) and go-fuse's loopback reference (its flock
 // script alone can take minutes): with them the suite no longer fits the
 // README command's timeout.
-var defaultTargets = []string{"uring", "pool", "sync", "uring-tmpfs", "dir"}
+var defaultTargets = []string{"uring", "pool", "sync", "uring-tmpfs", "pool-share", "dir"}
 
 // defaultBigMB is files.sh's big file size unless EVFS_IT_BIG_MB says.
 const defaultBigMB = "256"
@@ -302,10 +306,14 @@ func runTarget(t *testing.T, target string, bins binaries, scripts []string, res
 		if target == "loopback" {
 			bin, args = bins.loopback, []string{backing, mnt}
 		} else {
-			backend, transport, _ := strings.Cut(strings.TrimSuffix(target, "-tmpfs"), "-")
+			backend, variant, _ := strings.Cut(strings.TrimSuffix(target, "-tmpfs"), "-")
 			args = []string{"mount", "--backend", backend}
-			if transport != "" {
-				args = append(args, "--transport", transport)
+			switch variant {
+			case "share":
+				args = append(args, "--share-fds-above", "1")
+			case "":
+			default:
+				args = append(args, "--transport", variant)
 			}
 			args = append(args, backing, mnt)
 		}
