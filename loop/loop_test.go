@@ -120,8 +120,11 @@ func TestSpinAdapts(t *testing.T) {
 				<-ran
 			}
 			s25 := l.Snapshot()
-			if spins := s25.Spins - s2.Spins; spins > 2 {
-				t.Errorf("100 events calling SkipSpin: %d spins, want at most 2", spins)
+			// Without SkipSpin nearly every one would spin (as back to
+			// back above). A few may: a loop descheduled between the
+			// event and its sleep (CI under load: 3).
+			if spins := s25.Spins - s2.Spins; spins > 20 {
+				t.Errorf("100 events calling SkipSpin: %d spins, want at most 20", spins)
 			}
 			for i := 0; i < 500; i++ {
 				ping() // spinning again
