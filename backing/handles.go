@@ -13,9 +13,6 @@ type Handle struct {
 	NoNowait bool
 	// DelayReads is test-only fault injection (see fs.Options.TestHooks).
 	DelayReads bool
-	// Lent: Fd is the handle's node's fd, holding this handle's open
-	// file (Nodes.Lend); at release the node gets its own file back.
-	Lent bool
 }
 
 // DirStream is a directory handle's read position: the getdents buffer

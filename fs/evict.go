@@ -1,6 +1,8 @@
 package fs
 
 import (
+	"math"
+
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
@@ -22,11 +24,16 @@ func nodeBudgetFor(maxNodes int) int {
 	if maxNodes > 0 {
 		return maxNodes
 	}
+	return fdLimit() / 4 * 3
+}
+
+// fdLimit is the process's fd limit (RLIMIT_NOFILE), at least 1024.
+func fdLimit() int {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < 1024 {
-		return 768
+		return 1024
 	}
-	return int(lim.Cur) * 3 / 4
+	return int(min(lim.Cur, math.MaxInt32))
 }
 
 // named wraps done so the node remembers the name it was reached by.

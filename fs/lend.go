@@ -56,11 +56,7 @@ func sharePolicyFor(above int) sharePolicy {
 	case above < 0:
 		return sharePolicy{handles: math.MaxInt, fds: math.MaxInt}
 	}
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < 1024 {
-		return sharePolicy{handles: 256, fds: 768}
-	}
-	n := int(min(lim.Cur, math.MaxInt32))
+	n := fdLimit()
 	return sharePolicy{handles: n / 4, fds: n / 4 * 3}
 }
 
@@ -91,23 +87,27 @@ func (h *handlers) lend(r *request, n *backing.Node, hd *backing.Handle, k func(
 			k()
 			return
 		}
-		hd.Fd, hd.Lent = n.Fd, true
+		hd.Fd = n.Fd
 		k()
 	})
 }
 
-// giveBack is Release for a handle whose open file its node's fd holds:
-// an O_PATH file of the inode is moved back onto the number, which closes
+// lentTo returns the node whose fd holds hd's open file, or nil: hd
+// keeps a number of its own, or its node was forgotten meanwhile (the
+// number is then the handle's alone).
+func (h *handlers) lentTo(hd *backing.Handle) *backing.Node {
+	if n := h.nodes.Get(hd.NodeID); n != nil && n.Lender() == hd.ID {
+		return n
+	}
+	return nil
+}
+
+// giveBack is Release for a handle whose open file n's fd holds: an
+// O_PATH file of the inode is moved back onto the number, which closes
 // the handle's file. If no O_PATH file can be opened (EMFILE), the node
 // keeps the handle's file as its own until FORGET: better an open file
 // held longer than a node without its inode.
-func (h *handlers) giveBack(r *request, hd *backing.Handle) {
-	n := h.nodes.Get(hd.NodeID)
-	if n == nil || n.Lender() != hd.ID {
-		// The node was forgotten: the number is the handle's alone.
-		h.submit(r, aio.Close(hd.Fd), func(int64) { r.reply(fuse.OK) })
-		return
-	}
+func (h *handlers) giveBack(r *request, n *backing.Node) {
 	keep := func(res int64) {
 		h.log.Warn("no O_PATH fd for a released file's node; its file stays open until the node is forgotten",
 			"node", n.ID, "errno", unix.Errno(-res).Error())

@@ -63,26 +63,7 @@ func TestNoSharingBelowThreshold(t *testing.T) {
 	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
 		mnt, backing := fstest.Mount(t, backend, fstest.DefaultSharing)
 		const n = 200
-		for i := range n {
-			mustWriteFile(t, filepath.Join(backing, fmt.Sprintf("f%03d", i)), []byte("x"), 0o644)
-			if _, err := os.Stat(filepath.Join(mnt, fmt.Sprintf("f%03d", i))); err != nil {
-				t.Fatal(err)
-			}
-		}
-		base := fdCount(t)
-		var files []*os.File
-		t.Cleanup(func() {
-			for _, f := range files {
-				f.Close()
-			}
-		})
-		for i := range n {
-			f, err := os.Open(filepath.Join(mnt, fmt.Sprintf("f%03d", i)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			files = append(files, f)
-		}
+		_, base := seedAndOpen(t, mnt, backing, n, func(int) int { return os.O_RDONLY })
 		// The test's n and the daemon's n handles; no node fd closed.
 		if got := settledFds(t, base+2*n); got != base+2*n {
 			t.Fatalf("%d open files below the threshold took %d fds, want %d", n, got-base, 2*n)
@@ -90,21 +71,24 @@ func TestNoSharingBelowThreshold(t *testing.T) {
 	})
 }
 
-func oneFdPerOpenFile(t *testing.T, mnt, backing string) {
-	const n = 200
+// seedAndOpen writes n files f000… of 10 bytes into backing, looks each
+// up through mnt (so their nodes exist before the count), takes the
+// process's fd count, then opens every file through mnt with mode(i).
+// The files still open are closed at cleanup — registered after the
+// mount's, so it runs before the unmount even when the test fails: this
+// process must never exit holding files of its own mount (their FLUSH
+// would have nobody to answer it). A caller that closes one sets its
+// entry to nil.
+func seedAndOpen(t *testing.T, mnt, backing string, n int, mode func(i int) int) (files []*os.File, base int) {
+	t.Helper()
 	for i := range n {
 		mustWriteFile(t, filepath.Join(backing, fmt.Sprintf("f%03d", i)), []byte("0123456789"), 0o644)
-	}
-	for i := range n { // the nodes exist before the count is taken
 		if _, err := os.Stat(filepath.Join(mnt, fmt.Sprintf("f%03d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	base := fdCount(t)
-	files := make([]*os.File, n)
-	// Registered after the mount's: runs before the unmount even when
-	// the test fails, so this process never exits holding files of
-	// its own mount (their FLUSH would have nobody to answer it).
+	base = fdCount(t)
+	files = make([]*os.File, n)
 	t.Cleanup(func() {
 		for _, f := range files {
 			if f != nil {
@@ -113,16 +97,23 @@ func oneFdPerOpenFile(t *testing.T, mnt, backing string) {
 		}
 	})
 	for i := range n {
-		mode := os.O_RDONLY
-		if i%2 == 1 {
-			mode = os.O_WRONLY // a write-only fd serves its node too
-		}
-		f, err := os.OpenFile(filepath.Join(mnt, fmt.Sprintf("f%03d", i)), mode, 0)
+		f, err := os.OpenFile(filepath.Join(mnt, fmt.Sprintf("f%03d", i)), mode(i), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		files[i] = f
 	}
+	return files, base
+}
+
+func oneFdPerOpenFile(t *testing.T, mnt, backing string) {
+	const n = 200
+	files, base := seedAndOpen(t, mnt, backing, n, func(i int) int {
+		if i%2 == 1 {
+			return os.O_WRONLY // a write-only fd serves its node too
+		}
+		return os.O_RDONLY
+	})
 	// n fds of the test's own, n handles; the nodes' own fds closed.
 	// With two daemon fds per open file this would be base+2n.
 	if got := settledFds(t, base+n+10); got > base+n+10 {

@@ -222,8 +222,8 @@ func (h *handlers) Release(r *request, in *fuse.ReleaseIn) {
 	// the request's node is in the table: the node's own fd keeps the
 	// inode, so the close frees nothing. Once the node is forgotten the
 	// close goes to the backend: it may free an unlinked file.
-	if hd.Lent {
-		h.giveBack(r, hd)
+	if n := h.lentTo(hd); n != nil {
+		h.giveBack(r, n)
 		return
 	}
 	h.submit(r, aio.Close(hd.Fd), func(res int64) { r.reply(fuse.OK) })
