@@ -39,6 +39,17 @@ import (
 //     QD1 4 KiB O_DIRECT, a Python client: read p50 145–175 → 120 µs,
 //     write 164–178 → 121–159 µs; the loop slept 2.1 times per op
 //     before, 0.3 after).
+//
+// The Gosched in each round looks removable and is not. It queues the
+// loop goroutine globally and wakes Go's idle P, whose thread then spins
+// on the other CPU and often takes the loop goroutine over. At queue
+// depth 1 that is what lets the client and the loop share a CPU: a
+// client woken while the loop's CPU is busy moves to an idle one, and
+// requests between two CPUs cost a halted-vCPU wakeup each (QD1 rename,
+// Python client: 34 µs on one CPU, 117–150 µs apart). Without the
+// Gosched 32% of 100 ms windows ran together instead of 51–70%;
+// GOMAXPROCS=1 gave 0% and --lock-thread 4–12% (docs/BENCHMARKS.md,
+// "Where the bimodal rounds come from").
 func (l *Loop) spinBeforeSleep() bool {
 	if l.poller == nil || l.spin <= 0 {
 		return false

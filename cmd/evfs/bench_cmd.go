@@ -78,6 +78,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "workers", Value: 16, Usage: "--workers given to evfs mount (pool workers)"},
 			&cli.StringFlag{Name: "baseline", Value: "passthrough", Usage: "`TARGET` the ratio columns compare against"},
 			&cli.BoolFlag{Name: "keep", Usage: "keep the work directory (data sets and daemon logs) afterwards"},
+			&cli.StringFlag{Name: "placement", Value: "free", Usage: "`WHERE` daemons and clients run: " + benchPlacementUsage[len("where daemons and clients run: "):] + "; pinning measures every daemon at the same placement (docs/BENCHMARKS.md)"},
 			&cli.StringFlag{Name: "passthrough-hp", Usage: "`PATH` of a passthrough_hp binary (libfuse's example/passthrough_hp.cc, built by you) to measure as target passthrough_hp; given, the target joins the default --targets"},
 		},
 		Action: benchAction,
@@ -96,6 +97,7 @@ type benchOptions struct {
 	workers   int
 	baseline  string
 	keep      bool
+	placement benchPlacement
 }
 
 // benchParseList splits a comma-separated list, dropping blanks and
@@ -164,7 +166,10 @@ func benchParseFlags(c *cli.Context) (benchOptions, error) {
 	if o.rounds < 1 {
 		return o, usagef("--rounds must be at least 1")
 	}
-	o.run = benchRunConfig{Warmup: c.Duration("warmup"), Duration: c.Duration("duration"), Ops: c.Int64("ops")}
+	if o.placement, err = benchParsePlacement(c.String("placement")); err != nil {
+		return o, err
+	}
+	o.run = benchRunConfig{Warmup: c.Duration("warmup"), Duration: c.Duration("duration"), Ops: c.Int64("ops"), Pin: o.placement.pinClient}
 	switch {
 	case o.run.Ops < 0:
 		return o, usagef("--ops must not be negative")
@@ -521,7 +526,7 @@ func (s *benchSession) runOne(round int, w benchWorkload, t *benchTarget) {
 				s.problem(round, w.Name, t.Name, "cleanup", err.Error())
 			}
 		}
-		if err := t.start(s.exe, s.kernel, s.opts.workers, 15*time.Second); err != nil {
+		if err := t.start(s.exe, s.kernel, s.opts.workers, s.opts.placement, 15*time.Second); err != nil {
 			t.dead = err
 			s.report.Skipped = append(s.report.Skipped, benchSkip{Target: t.Name, Reason: err.Error()})
 			s.progress.logf("skipping %s from now on: %v", t.Name, err)
@@ -639,11 +644,13 @@ func (s *benchSession) fillSettings() {
 			NegativeTimeoutS: k.NegativeTimeout.Seconds(), MaxWrite: k.MaxWrite, MaxBackground: k.MaxBackground,
 			ReadDirPlus: k.ReadDirPlus, WritebackCache: k.WritebackCache, DirCache: k.DirCache,
 		},
-		EvfsWorkers:  o.workers,
-		DataSet:      benchDataSetDesc,
-		CDFQuantiles: benchCDFQuantiles,
-		Baseline:     o.baseline,
-		Columns:      benchColumns,
+		EvfsWorkers:   o.workers,
+		Placement:     o.placement.Name,
+		PlacementDesc: o.placement.String(),
+		DataSet:       benchDataSetDesc,
+		CDFQuantiles:  benchCDFQuantiles,
+		Baseline:      o.baseline,
+		Columns:       benchColumns,
 	}
 	for _, t := range s.targets {
 		tj := benchTargetJSON{Name: t.Name, Description: t.Desc, Passthrough: t.Passthrough}

@@ -44,19 +44,21 @@ type benchMachine struct {
 }
 
 type benchSettings struct {
-	Rounds       int                 `json:"rounds"`
-	DurationS    float64             `json:"duration_s"`
-	WarmupS      float64             `json:"warmup_s"`
-	Ops          int64               `json:"ops,omitempty"`
-	Order        string              `json:"order"`
-	Kernel       benchKernelJSON     `json:"kernel"`
-	EvfsWorkers  int                 `json:"evfs_workers"`
-	DataSet      string              `json:"data_set"`
-	Targets      []benchTargetJSON   `json:"targets"`
-	Workloads    []benchWorkloadJSON `json:"workloads"`
-	CDFQuantiles []float64           `json:"cdf_quantiles"`
-	Baseline     string              `json:"baseline"`
-	Columns      map[string]string   `json:"columns"`
+	Rounds        int                 `json:"rounds"`
+	DurationS     float64             `json:"duration_s"`
+	WarmupS       float64             `json:"warmup_s"`
+	Ops           int64               `json:"ops,omitempty"`
+	Order         string              `json:"order"`
+	Kernel        benchKernelJSON     `json:"kernel"`
+	EvfsWorkers   int                 `json:"evfs_workers"`
+	Placement     string              `json:"placement"`      // free, together or apart (--placement)
+	PlacementDesc string              `json:"placement_desc"` // which CPUs
+	DataSet       string              `json:"data_set"`
+	Targets       []benchTargetJSON   `json:"targets"`
+	Workloads     []benchWorkloadJSON `json:"workloads"`
+	CDFQuantiles  []float64           `json:"cdf_quantiles"`
+	Baseline      string              `json:"baseline"`
+	Columns       map[string]string   `json:"columns"`
 }
 
 type benchKernelJSON struct {
@@ -193,6 +195,9 @@ func (r *benchReport) writeText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "rounds: %d × %s per workload and target (warm-up %gs), %s; evfs --workers=%d\n",
 		s.Rounds, phase, s.WarmupS, s.Order, s.EvfsWorkers)
+	if s.PlacementDesc != "" {
+		fmt.Fprintf(w, "CPU placement: %s\n", s.PlacementDesc)
+	}
 	fmt.Fprintf(w, "medians over rounds; ×%s = ratio to %s (p50: lower is better, ops/s: higher is better); CPU = daemon CPU-seconds per million ops\n",
 		abbrevBaseline(s.Baseline), s.Baseline)
 	if !r.Complete {
@@ -344,8 +349,8 @@ svg text{font-family:system-ui,sans-serif}
 	fmt.Fprintf(&b, "FUSE kernel settings (all FUSE targets): entry_timeout=%gs attr_timeout=%gs negative_timeout=%gs max_write=%d max_background=%d readdirplus=%s writeback_cache=%s dir_cache=%s<br>\n",
 		k.EntryTimeoutS, k.AttrTimeoutS, k.NegativeTimeoutS, k.MaxWrite, k.MaxBackground,
 		benchOnOff(k.ReadDirPlus), benchOnOff(k.WritebackCache), benchOnOff(k.DirCache))
-	fmt.Fprintf(&b, "%d rounds × %gs (warm-up %gs), %s. Medians over rounds; ratios against %s.</p>\n",
-		s.Rounds, s.DurationS, s.WarmupS, e(s.Order), e(s.Baseline))
+	fmt.Fprintf(&b, "%d rounds × %gs (warm-up %gs), %s; CPU placement %s. Medians over rounds; ratios against %s.</p>\n",
+		s.Rounds, s.DurationS, s.WarmupS, e(s.Order), e(s.PlacementDesc), e(s.Baseline))
 	if !r.Complete {
 		b.WriteString("<p><strong>Interrupted: partial results.</strong></p>\n")
 	}

@@ -204,7 +204,7 @@ func benchChildEnv() []string {
 
 // start mounts a FUSE target by running exe as a child and waits until
 // the mount appears in /proc/self/mountinfo. Native targets need nothing.
-func (t *benchTarget) start(exe string, k benchKernel, workers int, timeout time.Duration) error {
+func (t *benchTarget) start(exe string, k benchKernel, workers int, place benchPlacement, timeout time.Duration) error {
 	if t.Kind == "native" || t.mounted {
 		return nil
 	}
@@ -224,7 +224,7 @@ func (t *benchTarget) start(exe string, k benchKernel, workers int, timeout time
 		// If the bench dies without cleaning up, the child unmounts itself.
 		Pdeathsig: syscall.SIGTERM,
 	}
-	if err := cmd.Start(); err != nil {
+	if err := place.start(cmd); err != nil {
 		return fmt.Errorf("start %s: %w", t.Name, err)
 	}
 	t.cmd = cmd

@@ -594,8 +594,9 @@ func benchSetupSeqRead(root string, clients int) (benchClients, error) {
 // benchRunConfig says how long a workload runs.
 type benchRunConfig struct {
 	Warmup   time.Duration
-	Duration time.Duration // measured phase, unless Ops > 0
-	Ops      int64         // fixed operation count of the measured phase (all clients together)
+	Duration time.Duration                    // measured phase, unless Ops > 0
+	Ops      int64                            // fixed operation count of the measured phase (all clients together)
+	Pin      func() (unpin func(), err error) // if set, each client goroutine runs pinned by it (--placement)
 }
 
 // benchRunResult is one measured run.
@@ -616,7 +617,7 @@ func benchRun(w benchWorkload, root string, rc benchRunConfig, cpu func() (float
 	defer bc.close()
 
 	if rc.Warmup > 0 {
-		if _, _, err := benchPhase(bc.ops, time.Now().Add(rc.Warmup), 0, stop, false); err != nil {
+		if _, _, err := benchPhase(bc.ops, time.Now().Add(rc.Warmup), 0, rc.Pin, stop, false); err != nil {
 			return benchRunResult{}, fmt.Errorf("warm-up: %w", err)
 		}
 	}
@@ -631,7 +632,7 @@ func benchRun(w benchWorkload, root string, rc benchRunConfig, cpu func() (float
 	if rc.Ops > 0 {
 		deadline = time.Time{}
 	}
-	lat, end, err := benchPhase(bc.ops, deadline, rc.Ops, stop, true)
+	lat, end, err := benchPhase(bc.ops, deadline, rc.Ops, rc.Pin, stop, true)
 	if err != nil {
 		return benchRunResult{}, err
 	}
@@ -648,7 +649,7 @@ func benchRun(w benchWorkload, root string, rc benchRunConfig, cpu func() (float
 // ops operations shared out among them), recording latencies if record.
 // The first error stops every client. It returns when the last client
 // finished.
-func benchPhase(ops []benchOp, deadline time.Time, total int64, stop *atomic.Bool, record bool) ([]int64, time.Time, error) {
+func benchPhase(ops []benchOp, deadline time.Time, total int64, pin func() (func(), error), stop *atomic.Bool, record bool) ([]int64, time.Time, error) {
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -670,6 +671,22 @@ func benchPhase(ops []benchOp, deadline time.Time, total int64, stop *atomic.Boo
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			fail := func(err error) {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				failed.Store(true)
+			}
+			if pin != nil {
+				unpin, err := pin()
+				if err != nil {
+					fail(err)
+					return
+				}
+				defer unpin()
+			}
 			var lat []int64
 			if record {
 				lat = make([]int64, 0, 1<<14)
@@ -686,12 +703,7 @@ func benchPhase(ops []benchOp, deadline time.Time, total int64, stop *atomic.Boo
 				err := op()
 				t2 := time.Now()
 				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					failed.Store(true)
+					fail(err)
 					break
 				}
 				if record {
