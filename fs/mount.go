@@ -295,6 +295,8 @@ func mountOptions(backingDir string, cfg *Config) *fuse.MountOptions {
 	// The daemon clears set-id bits itself (killSuidgid), so the kernel
 	// stops sending GETXATTR(security.capability) before every WRITE.
 	o.ExtraCapabilities |= fuse.CAP_HANDLE_KILLPRIV_V2
+	// O_DIRECT opens are FOPEN_DIRECT_IO (directIO) and may still be mapped.
+	o.ExtraCapabilities |= fuse.CAP_DIRECT_IO_ALLOW_MMAP
 	if cfg.Writeback {
 		o.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
 	}

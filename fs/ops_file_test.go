@@ -275,6 +275,67 @@ func TestDirectIO(t *testing.T) {
 	})
 }
 
+// TestDirectReadOneRoundTrip: an O_DIRECT open is answered
+// FOPEN_DIRECT_IO, so a read is one READ request, not a GETATTR (the
+// kernel's auto_inval_data check, with attr_timeout 0) and a READ; the
+// file stays coherent with other opens, and can still be mapped shared.
+func TestDirectReadOneRoundTrip(t *testing.T) {
+	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
+		mnt, back := fstest.Dirs(t)
+		m := fstest.MountAt(t, backend, back, mnt)
+		want := randomBytes(rand.New(rand.NewPCG(3, 4)), 64<<10)
+		mustWriteFile(t, filepath.Join(back, "f"), want, 0o644)
+		p := filepath.Join(mnt, "f")
+		fd, err := unix.Open(p, unix.O_RDWR|unix.O_DIRECT, 0)
+		if err != nil {
+			t.Skipf("O_DIRECT open: %v (the backing fs refuses it; TestDirectIO covers that)", err)
+		}
+		defer unix.Close(fd)
+		buf := alignedBuf(8192)
+		reads, getattrs := opCount(m, "READ"), opCount(m, "GETATTR")
+		for i := range 50 {
+			off := int64(i*3%16) * 4096
+			if n, err := unix.Pread(fd, buf[:4096], off); err != nil || n != 4096 {
+				t.Fatalf("O_DIRECT pread at %d: %d, %v", off, n, err)
+			}
+			if !bytes.Equal(buf[:4096], want[off:off+4096]) {
+				t.Fatalf("O_DIRECT pread at %d: wrong bytes", off)
+			}
+		}
+		if n := opCount(m, "READ") - reads; n != 50 {
+			t.Errorf("50 O_DIRECT reads: %d READ requests, want 50", n)
+		}
+		if n := opCount(m, "GETATTR") - getattrs; n != 0 {
+			t.Errorf("50 O_DIRECT reads: %d GETATTR requests, want 0", n)
+		}
+
+		// A direct write is seen by a cached open, and a shared mapping's
+		// write by a direct read and in the backing file.
+		copy(buf[:4096], bytes.Repeat([]byte("D"), 4096))
+		if _, err := unix.Pwrite(fd, buf[:4096], 4096); err != nil {
+			t.Fatalf("O_DIRECT pwrite: %v", err)
+		}
+		if got := mustReadFile(t, p); !bytes.Equal(got[4096:8192], buf[:4096]) {
+			t.Error("a cached read after an O_DIRECT write returned old bytes")
+		}
+		mem, err := unix.Mmap(fd, 0, 8192, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			t.Fatalf("shared mapping of an O_DIRECT file: %v", err)
+		}
+		copy(mem, "mapped")
+		if err := unix.Msync(mem, unix.MS_SYNC); err != nil {
+			t.Fatal(err)
+		}
+		unix.Munmap(mem)
+		if _, err := unix.Pread(fd, buf[:4096], 0); err != nil || string(buf[:6]) != "mapped" {
+			t.Errorf("O_DIRECT read after a write through a shared mapping: %q, %v", buf[:6], err)
+		}
+		if got := mustReadFile(t, filepath.Join(back, "f")); string(got[:6]) != "mapped" {
+			t.Errorf("backing file after a write through a shared mapping: %q", got[:6])
+		}
+	})
+}
+
 // TestReadWrite: reads and writes at many offsets and sizes, including
 // past EOF (holes) and short reads at EOF, agree with the backing file.
 func TestReadWrite(t *testing.T) {

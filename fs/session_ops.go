@@ -416,7 +416,8 @@ func (s *session) init(buf, in []byte, hdr *fuse.InHeader) bool {
 	}
 	want := uint64(fuse.CAP_ASYNC_READ | fuse.CAP_BIG_WRITES | fuse.CAP_FILE_OPS | fuse.CAP_PARALLEL_DIROPS |
 		fuse.CAP_MAX_PAGES | fuse.CAP_NO_OPEN_SUPPORT |
-		fuse.CAP_FLOCK_LOCKS | fuse.CAP_POSIX_LOCKS | fuse.CAP_AUTO_INVAL_DATA | fuse.CAP_HANDLE_KILLPRIV_V2)
+		fuse.CAP_FLOCK_LOCKS | fuse.CAP_POSIX_LOCKS | fuse.CAP_AUTO_INVAL_DATA | fuse.CAP_HANDLE_KILLPRIV_V2 |
+		fuse.CAP_DIRECT_IO_ALLOW_MMAP) // O_DIRECT opens are FOPEN_DIRECT_IO (directIO)
 	if s.cfg.ReadDirPlus {
 		// AUTO, as libfuse does by default: the kernel asks for
 		// READDIRPLUS at the start of a listing and after lookups in the
