@@ -542,6 +542,19 @@ var backendCases = []struct {
 		}
 		e.wantErr("move from a closed fd", MoveFd(a, b), unix.EBADF)
 	}},
+	{"setfl", func(e *env) {
+		e.file("f", "data")
+		fd := e.open("f", unix.O_RDONLY)
+		e.want("setfl", SetFl(fd, unix.O_APPEND|unix.O_NONBLOCK), 0)
+		if fl, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); fl&(unix.O_APPEND|unix.O_NONBLOCK) != unix.O_APPEND|unix.O_NONBLOCK {
+			e.t.Fatalf("after SetFl(O_APPEND|O_NONBLOCK) the flags are %#o", fl)
+		}
+		e.want("setfl back", SetFl(fd, 0), 0)
+		if fl, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); fl&(unix.O_APPEND|unix.O_NONBLOCK) != 0 {
+			e.t.Fatalf("after SetFl(0) the flags are %#o", fl)
+		}
+		e.wantErr("setfl on a closed fd", SetFl(-1, 0), unix.EBADF)
+	}},
 	{"flock", func(e *env) {
 		e.file("f", "")
 		a, b := e.open("f", unix.O_RDONLY), e.open("f", unix.O_RDONLY)

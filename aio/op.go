@@ -76,6 +76,9 @@ const (
 	// takes over the number Fd2, and what was open at Fd2 is closed. Ops
 	// that name Fd2 before and after see the same number (fs/lend.go).
 	OpMoveFd
+	// OpSetFl is fcntl(Fd, F_SETFL, Flags): a file's status flags
+	// (O_DIRECT, O_APPEND, O_NONBLOCK…; the others are ignored).
+	OpSetFl
 	numKinds
 )
 
@@ -92,7 +95,7 @@ var kindNames = [...]string{
 	OpFstatfs: "FSTATFS", OpFaccessat: "FACCESSAT", OpFcntlLock: "FCNTL_LOCK",
 	OpFlock: "FLOCK", OpGetxattr: "GETXATTR", OpSetxattr: "SETXATTR",
 	OpListxattr: "LISTXATTR", OpRemovexattr: "REMOVEXATTR", OpOpenByHandleAt: "OPEN_BY_HANDLE_AT",
-	OpMoveFd: "MOVE_FD",
+	OpMoveFd: "MOVE_FD", OpSetFl: "SETFL",
 }
 
 // KindByName returns the kind whose String is name.

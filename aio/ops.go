@@ -188,6 +188,9 @@ func FcntlLock(fd int, cmd int, lk unix.Flock_t) *Op {
 	return &Op{Kind: OpFcntlLock, Fd: fd, Mask: uint32(cmd), Lock: lk}
 }
 
+// SetFl sets fd's file status flags: fcntl(fd, F_SETFL, flags).
+func SetFl(fd, flags int) *Op { return &Op{Kind: OpSetFl, Fd: fd, Flags: uint32(flags)} }
+
 // Flock runs flock(fd, how).
 func Flock(fd int, how int) *Op { return &Op{Kind: OpFlock, Fd: fd, Mask: uint32(how)} }
 

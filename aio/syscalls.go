@@ -119,6 +119,9 @@ func do(op *Op) (int64, error) {
 		return 0, unix.FcntlFlock(uintptr(op.Fd), int(op.Mask), &op.Lock)
 	case OpFlock:
 		return 0, unix.Flock(op.Fd, int(op.Mask))
+	case OpSetFl:
+		_, err := unix.FcntlInt(uintptr(op.Fd), unix.F_SETFL, int(op.Flags))
+		return 0, err
 	case OpGetxattr:
 		n, err := unix.Getxattr(op.Path, op.Path2, op.Buf)
 		return int64(n), err

@@ -149,14 +149,16 @@ func (h *handlers) Read(r *request, in *fuse.ReadIn, buf []byte, n *int) {
 		r.errno(unix.EINVAL)
 		return
 	}
-	size := min(int(in.Size), len(buf))
-	op := ioOp(aio.Pread(hd.Fd, buf[:size], int64(in.Offset)), hd)
-	if hd.DelayReads {
-		op.Delay = h.opts.TestDelay
-	}
-	h.then(r, op, func(res int64) {
-		*n = int(res)
-		r.reply(fuse.OK)
+	h.followDirect(r, hd, in.Flags, func() {
+		size := min(int(in.Size), len(buf))
+		op := ioOp(aio.Pread(hd.Fd, buf[:size], int64(in.Offset)), hd)
+		if hd.DelayReads {
+			op.Delay = h.opts.TestDelay
+		}
+		h.then(r, op, func(res int64) {
+			*n = int(res)
+			r.reply(fuse.OK)
+		})
 	})
 }
 
@@ -184,11 +186,33 @@ func (h *handlers) Write(r *request, in *fuse.WriteIn, data [][]byte, n *uint32)
 			r.reply(fuse.OK)
 		})
 	}
-	if in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
-		h.killSuidgid(r, hd.Fd, write)
+	h.followDirect(r, hd, in.Flags, func() {
+		if in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
+			h.killSuidgid(r, hd.Fd, write)
+			return
+		}
+		write()
+	})
+}
+
+// followDirect keeps the handle's backing fd in step with the kernel
+// file's O_DIRECT flag (fileFlags, sent with every READ and WRITE), then
+// runs k. A process may clear O_DIRECT with fcntl after an O_DIRECT open:
+// the file was opened FOPEN_DIRECT_IO (directIO), so its I/O keeps
+// coming here at whatever size and offset the process uses, and the
+// backing fd, still O_DIRECT, would refuse what is no longer aligned.
+// Setting O_DIRECT after an open needs nothing: the backing fd reads
+// through its page cache, with the same bytes.
+func (h *handlers) followDirect(r *request, hd *backing.Handle, fileFlags uint32, k func()) {
+	if !hd.Direct || fileFlags&unix.O_DIRECT != 0 {
+		k()
 		return
 	}
-	write()
+	keep := h.openFlags(fileFlags) & (unix.O_APPEND | unix.O_NOATIME | unix.O_NONBLOCK)
+	h.then(r, aio.SetFl(hd.Fd, keep), func(int64) {
+		hd.Direct = false
+		k()
+	})
 }
 
 // killSuidgid does what the kernel's file_remove_privs would: with
