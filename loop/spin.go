@@ -46,10 +46,10 @@ import (
 // depth 1 that is what lets the client and the loop share a CPU: a
 // client woken while the loop's CPU is busy moves to an idle one, and
 // requests between two CPUs cost a halted-vCPU wakeup each (QD1 rename,
-// Python client: 34 µs on one CPU, 117–150 µs apart). Without the
-// Gosched 32% of 100 ms windows ran together instead of 51–70%;
-// GOMAXPROCS=1 gave 0% and --lock-thread 4–12% (docs/BENCHMARKS.md,
-// "Where the bimodal rounds come from").
+// Python client: 24–34 µs on one CPU, 101–150 µs apart). Without the
+// Gosched 32–54% of 100 ms windows ran together instead of 51–83%
+// (three runs); GOMAXPROCS=1 gave 0–4%, --lock-thread 4–17%
+// (docs/BENCHMARKS.md, "Where the bimodal rounds come from").
 func (l *Loop) spinBeforeSleep() bool {
 	if l.poller == nil || l.spin <= 0 {
 		return false
