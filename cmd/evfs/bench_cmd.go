@@ -78,7 +78,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "workers", Value: 16, Usage: "--workers given to evfs mount (pool workers)"},
 			&cli.StringFlag{Name: "baseline", Value: "passthrough", Usage: "`TARGET` the ratio columns compare against"},
 			&cli.BoolFlag{Name: "keep", Usage: "keep the work directory (data sets and daemon logs) afterwards"},
-			&cli.StringFlag{Name: "placement", Value: "free", Usage: "`WHERE` daemons and clients run: " + benchPlacementUsage[len("where daemons and clients run: "):] + "; pinning measures every daemon at the same placement (docs/BENCHMARKS.md)"},
+			&cli.StringFlag{Name: "placement", Value: "free", Usage: "`WHERE` daemons and clients run: " + benchPlacements + "; pinned, every daemon is measured at the same placement (docs/BENCHMARKS.md)"},
 			&cli.StringFlag{Name: "passthrough-hp", Usage: "`PATH` of a passthrough_hp binary (libfuse's example/passthrough_hp.cc, built by you) to measure as target passthrough_hp; given, the target joins the default --targets"},
 		},
 		Action: benchAction,

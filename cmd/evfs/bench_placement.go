@@ -27,7 +27,8 @@ type benchPlacement struct {
 	desc   string
 }
 
-const benchPlacementUsage = "where daemons and clients run: free (the scheduler decides), together (every daemon and client on the first CPU this process may use), or apart (daemons on the first, clients on the second)"
+// benchPlacements names the --placement choices.
+const benchPlacements = "free (the scheduler decides), together (every daemon and client on the first CPU this process may use), or apart (daemons on the first, clients on the second)"
 
 // benchParsePlacement resolves a --placement value against the CPUs this
 // process may run on.
@@ -37,7 +38,7 @@ func benchParsePlacement(name string) (benchPlacement, error) {
 		return p, nil
 	}
 	if name != "together" && name != "apart" {
-		return p, usagef("unknown --placement %q: %s", name, benchPlacementUsage)
+		return p, usagef("unknown --placement %q: want %s", name, benchPlacements)
 	}
 	var allowed unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
@@ -72,55 +73,51 @@ func (p benchPlacement) String() string { return p.desc }
 
 // start starts cmd so that the child, and every thread it makes, may run
 // only on the daemon CPU: the fork happens on a thread pinned for the
-// purpose, and a child inherits its parent thread's CPU mask. The thread
-// is unpinned afterwards, not ended: a child started with Pdeathsig is
-// signalled when the thread that forked it exits.
+// purpose, and a child inherits its parent thread's CPU mask.
 func (p benchPlacement) start(cmd *exec.Cmd) error {
 	if p.daemon == nil {
 		return cmd.Start()
 	}
-	runtime.LockOSThread()
-	var before unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &before); err != nil {
-		runtime.UnlockOSThread()
+	unpin, err := pinThread(p.daemon)
+	if err != nil {
 		return fmt.Errorf("pinning %s: %w", cmd.Path, err)
 	}
-	if err := unix.SchedSetaffinity(0, p.daemon); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("pinning %s: %w", cmd.Path, err)
-	}
-	err := cmd.Start()
-	if rerr := unix.SchedSetaffinity(0, &before); rerr != nil {
-		// Stay locked: the pinned thread then serves no other goroutine.
-		// (Not ended either: a child started with Pdeathsig is signalled
-		// when the thread that forked it exits.)
-		return fmt.Errorf("unpinning the thread that started %s: %w", cmd.Path, rerr)
-	}
-	runtime.UnlockOSThread()
-	return err
+	defer unpin()
+	return cmd.Start()
 }
 
-// pinClient pins the calling goroutine, locked to its thread, to the
-// client CPU; the returned unpin restores the thread's mask and unlocks
-// it. The thread must live on: it may be the one that forked a daemon,
-// whose Pdeathsig fires when that thread exits.
+// pinClient pins the calling goroutine to the client CPU until it calls
+// the returned unpin.
 func (p benchPlacement) pinClient() (unpin func(), err error) {
 	if p.client == nil {
 		return func() {}, nil
 	}
-	runtime.LockOSThread()
-	var before unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &before); err != nil {
-		runtime.UnlockOSThread()
+	if unpin, err = pinThread(p.client); err != nil {
 		return nil, fmt.Errorf("pinning a client: %w", err)
 	}
-	if err := unix.SchedSetaffinity(0, p.client); err != nil {
+	return unpin, nil
+}
+
+// pinThread locks the calling goroutine to its thread and lets the
+// thread run only on set; unpin restores the thread's mask and unlocks
+// it. The thread is never ended (as Go ends a thread whose goroutine
+// exits locked): it may be the one that forked a daemon, and a child
+// started with Pdeathsig is signalled when that thread exits. If the
+// mask cannot be restored the thread stays locked, so no other
+// goroutine runs pinned.
+func pinThread(set *unix.CPUSet) (unpin func(), err error) {
+	runtime.LockOSThread()
+	var before unix.CPUSet
+	if err = unix.SchedGetaffinity(0, &before); err == nil {
+		err = unix.SchedSetaffinity(0, set)
+	}
+	if err != nil {
 		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("pinning a client: %w", err)
+		return nil, err
 	}
 	return func() {
 		if unix.SchedSetaffinity(0, &before) == nil {
 			runtime.UnlockOSThread()
-		} // else the thread stays locked and pinned (and alive) until the bench exits
+		}
 	}, nil
 }
