@@ -149,16 +149,18 @@ func (h *handlers) Read(r *request, in *fuse.ReadIn, buf []byte, n *int) {
 		r.errno(unix.EINVAL)
 		return
 	}
-	h.followDirect(r, hd, in.Flags, func() {
-		size := min(int(in.Size), len(buf))
-		op := ioOp(aio.Pread(hd.Fd, buf[:size], int64(in.Offset)), hd)
-		if hd.DelayReads {
-			op.Delay = h.opts.TestDelay
-		}
-		h.then(r, op, func(res int64) {
-			*n = int(res)
-			r.reply(fuse.OK)
-		})
+	if directCleared(hd, in.Flags) {
+		h.clearDirect(r, hd, in.Flags, func() { h.Read(r, in, buf, n) })
+		return
+	}
+	size := min(int(in.Size), len(buf))
+	op := ioOp(aio.Pread(hd.Fd, buf[:size], int64(in.Offset)), hd)
+	if hd.DelayReads {
+		op.Delay = h.opts.TestDelay
+	}
+	h.then(r, op, func(res int64) {
+		*n = int(res)
+		r.reply(fuse.OK)
 	})
 }
 
@@ -174,6 +176,10 @@ func (h *handlers) Write(r *request, in *fuse.WriteIn, data [][]byte, n *uint32)
 		r.errno(unix.EINVAL)
 		return
 	}
+	if directCleared(hd, in.Flags) {
+		h.clearDirect(r, hd, in.Flags, func() { h.Write(r, in, data, n) })
+		return
+	}
 	write := func() {
 		var op *aio.Op
 		if len(data) == 1 {
@@ -186,32 +192,33 @@ func (h *handlers) Write(r *request, in *fuse.WriteIn, data [][]byte, n *uint32)
 			r.reply(fuse.OK)
 		})
 	}
-	h.followDirect(r, hd, in.Flags, func() {
-		if in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
-			h.killSuidgid(r, hd.Fd, write)
-			return
-		}
-		write()
-	})
-}
-
-// followDirect keeps the handle's backing fd in step with the kernel
-// file's O_DIRECT flag (fileFlags, sent with every READ and WRITE), then
-// runs k. A process may clear O_DIRECT with fcntl after an O_DIRECT open:
-// the file was opened FOPEN_DIRECT_IO (directIO), so its I/O keeps
-// coming here at whatever size and offset the process uses, and the
-// backing fd, still O_DIRECT, would refuse what is no longer aligned.
-// Setting O_DIRECT after an open needs nothing: the backing fd reads
-// through its page cache, with the same bytes.
-func (h *handlers) followDirect(r *request, hd *backing.Handle, fileFlags uint32, k func()) {
-	if !hd.Direct || fileFlags&unix.O_DIRECT != 0 {
-		k()
+	if in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
+		h.killSuidgid(r, hd.Fd, write)
 		return
 	}
+	write()
+}
+
+// directCleared reports whether the kernel file's O_DIRECT flag
+// (fileFlags, sent with every READ and WRITE) was cleared while hd's
+// backing fd still has it. A process may do that with fcntl after an
+// O_DIRECT open: the file was opened FOPEN_DIRECT_IO (directIO), so its
+// I/O keeps coming here at whatever size and offset the process uses,
+// and the backing fd, still O_DIRECT, would refuse what is no longer
+// aligned. (Setting O_DIRECT after an open needs nothing: the backing fd
+// reads through its page cache, with the same bytes.)
+func directCleared(hd *backing.Handle, fileFlags uint32) bool {
+	return hd.Direct && fileFlags&unix.O_DIRECT == 0
+}
+
+// clearDirect clears O_DIRECT on hd's backing fd, then runs again the
+// request that found it cleared (retry). Only then is a closure made:
+// READ and WRITE stay free of one.
+func (h *handlers) clearDirect(r *request, hd *backing.Handle, fileFlags uint32, retry func()) {
 	keep := h.openFlags(fileFlags) & (unix.O_APPEND | unix.O_NOATIME | unix.O_NONBLOCK)
 	h.then(r, aio.SetFl(hd.Fd, keep), func(int64) {
 		hd.Direct = false
-		k()
+		retry()
 	})
 }
 

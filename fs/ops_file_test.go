@@ -346,7 +346,7 @@ func TestDirectReadOneRoundTrip(t *testing.T) {
 		}
 		small := make([]byte, 5)
 		if n, err := unix.Pread(fd, small, 1); err != nil || string(small[:n]) != "apped" {
-			t.Errorf("unaligned read after clearing O_DIRECT: %q, %v", small[:n], err)
+			t.Errorf("unaligned read after clearing O_DIRECT: %q, %v", small[:max(n, 0)], err)
 		}
 		if _, err := unix.Pwrite(fd, []byte("XYZ"), 3); err != nil {
 			t.Errorf("unaligned write after clearing O_DIRECT: %v", err)
