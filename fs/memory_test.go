@@ -21,8 +21,8 @@ func offLoop(t *testing.T, m *fs.Mount) uint64 {
 }
 
 // memoryRoot mounts a fresh tmpfs as the backing directory and serves it
-// with resident data on or off.
-func memoryRoot(t *testing.T, backend string, residentData bool) (m *fs.Mount, mnt, backing string) {
+// with resident data on or off (and opts).
+func memoryRoot(t *testing.T, backend string, residentData bool, opts ...fstest.Option) (m *fs.Mount, mnt, backing string) {
 	t.Helper()
 	mnt, backing = fstest.Dirs(t)
 	if err := unix.Mount("evfs-test", backing, "tmpfs", 0, "size=64m"); err != nil {
@@ -30,7 +30,8 @@ func memoryRoot(t *testing.T, backend string, residentData bool) (m *fs.Mount, m
 	}
 	// Registered before the FUSE mount: cleanups run last-in first-out.
 	t.Cleanup(func() { unix.Unmount(backing, unix.MNT_DETACH) })
-	m = fstest.MountAt(t, backend, backing, mnt, func(c *fs.Config) { c.NoResidentData = !residentData })
+	opts = append(opts, func(c *fs.Config) { c.NoResidentData = !residentData })
+	m = fstest.MountAt(t, backend, backing, mnt, opts...)
 	return m, mnt, backing
 }
 

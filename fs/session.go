@@ -48,6 +48,7 @@ type session struct {
 	probing    bool // the poll probe file exists (pollprobe.go)
 	readLimit  int  // requests the next drain may read (see drain)
 	lastWaited int  // requests a process waits for that the last drain read
+	skipBig    bool // after a big reply the loop sleeps at once (bigReply)
 }
 
 // Input buffer layout. Every request is read at inOff, so that a WRITE's
@@ -65,11 +66,16 @@ const (
 	// and replies interleave with a flood of new requests.
 	readBatch = 32
 	// bigReply: after a reply this large the loop does not spin
-	// (loop.SkipSpin). A spinning loop keeps its CPU, so the requester
-	// it wakes runs on the other one, and a big read is far slower when
-	// the two run apart (128 KiB reads, 9 rounds: p50 ~130 µs in 7 of
-	// them with the spin, ~55 µs in 6 without; pinned with taskset, 32–42
-	// µs on one CPU against 186–201 on two, docs/BENCHMARKS.md).
+	// (loop.SkipSpin) — when the daemon may run on more than one CPU
+	// (skipBig). A spinning loop keeps its CPU, so the requester it
+	// wakes runs on the other one, and a big read is far slower when the
+	// two run apart (32 KiB O_DIRECT reads, free placement, 20 rounds:
+	// p50 20 µs with the skip, 46 without). A daemon confined to one CPU
+	// gains nothing from it and pays: the loop sleeps after every reply,
+	// and a requester sharing that CPU, or one pinned to another, finds
+	// it asleep (128 KiB reads on one CPU: p90 100 µs with the skip, 45
+	// without, daemon CPU 42 → 29 µs/read; client on the other CPU: p50
+	// 129 → 90 µs; docs/BENCHMARKS.md).
 	bigReply = 32 << 10
 )
 
@@ -82,9 +88,21 @@ func newSession(fd int, h *handlers, l *loop.Loop, cfg *Config) *session {
 		inflight:  make(map[uint64]*request),
 		probing:   !cfg.NoPollProbe,
 		readLimit: 1,
+		skipBig:   allowedCPUs() != 1,
 		inited:    make(chan struct{}),
 		ended:     make(chan struct{}),
 	}
+}
+
+// allowedCPUs is how many CPUs the calling thread may run on (its
+// affinity: taskset, a cpuset), read when the session starts; 0 if
+// unknown. Threads Go starts later inherit it.
+func allowedCPUs() int {
+	var set unix.CPUSet
+	if unix.SchedGetaffinity(0, &set) != nil {
+		return 0
+	}
+	return set.Count()
 }
 
 // getBuf returns a page-aligned input buffer. Buffers are mmapped: off the
@@ -217,7 +235,7 @@ func (s *session) send(r *request) {
 	}
 	s.hdr.Length = uint32(n)
 	s.writeReply(iov)
-	if n > bigReply {
+	if n > bigReply && s.skipBig {
 		s.loop.SkipSpin()
 	}
 	if s.dbg {
