@@ -66,6 +66,8 @@ var benchTargetList = []benchTargetInfo{
 		Desc: "evfs mount --backend uring with GOMAXPROCS=1 (one P: no idle P for the Go scheduler to wake)"},
 	{Name: "evfs-pool-p1", Kind: "evfs", Backend: "pool", Extra: []string{"--transport=loop"}, Env: []string{"GOMAXPROCS=1"}, Optional: true,
 		Desc: "evfs mount --backend pool with GOMAXPROCS=1"},
+	{Name: "evfs-uring-p2", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop"}, Env: []string{"GOMAXPROCS=2"}, Optional: true,
+		Desc: "evfs mount --backend uring with GOMAXPROCS=2 (two Ps even when --placement pins the daemon to one CPU, where Go would choose one)"},
 	{Name: "evfs-uring-noresident", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--resident-stat=false"}, Optional: true,
 		Desc: "evfs mount --backend uring --resident-stat=false (every statx and open goes to the backend)"},
 	{Name: "evfs-uring-nodata", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--resident-data=false"}, Optional: true,
