@@ -66,15 +66,14 @@ func (n *nowait) try(op *Op) (res int64, done bool) {
 	return res, done
 }
 
-// read is the RWF_NOWAIT attempt at a plain read at an offset. A raw
-// syscall: it never waits (see doRaw).
+// read is the RWF_NOWAIT attempt at a plain read at an offset.
 func (n *nowait) read(op *Op) (int64, bool) {
 	if op.Off < 0 || len(op.Buf) == 0 || op.Direct || op.NoNowait || n.unsupported[op.Fd] {
 		return 0, false
 	}
 	iov := unix.Iovec{Base: &op.Buf[0]}
 	iov.SetLen(len(op.Buf))
-	r, _, e := unix.RawSyscall6(unix.SYS_PREADV2, uintptr(op.Fd), uintptr(unsafe.Pointer(&iov)), 1,
+	r, _, e := unix.Syscall6(unix.SYS_PREADV2, uintptr(op.Fd), uintptr(unsafe.Pointer(&iov)), 1,
 		uintptr(op.Off), uintptr(op.Off>>32), unix.RWF_NOWAIT)
 	switch {
 	case e == unix.EOPNOTSUPP:
@@ -123,9 +122,6 @@ func (n *nowait) openCached(op *Op) (int64, bool) {
 // O_DIRECTORY opens call no such method (or only a directory's), and
 // need none of this.
 func (n *nowait) resident(op *Op) (int64, bool) {
-	if res, ok := doRaw(op); ok {
-		return res, true
-	}
 	opens := op.Kind == OpOpenat || op.Kind == OpOpenByHandleAt
 	if !opens || op.Flags&(unix.O_PATH|unix.O_DIRECTORY|unix.O_NONBLOCK) != 0 {
 		return result(do(op)), true

@@ -25,34 +25,6 @@ func Do(op *Op) int64 {
 	return result(do(op))
 }
 
-// doRaw runs the commonest ops done on the spot (nowait.go) — reads and
-// the statx of an fd — as raw syscalls, unseen by Go's scheduler, and
-// reports whether it ran op. Only for calls that cannot wait (a write
-// can: for the inode lock, which a process writing the backing file
-// holds). A syscall the scheduler sees wakes Go's sysmon thread when
-// the process was idle, which then comes back every 20 µs while the
-// loop works (docs/BENCHMARKS.md, session 11).
-func doRaw(op *Op) (int64, bool) {
-	var r uintptr
-	var e unix.Errno
-	switch {
-	case op.Kind == OpRead && len(op.Buf) > 0:
-		r, _, e = unix.RawSyscall6(unix.SYS_PREAD64, uintptr(op.Fd), uintptr(unsafe.Pointer(&op.Buf[0])), uintptr(len(op.Buf)), uintptr(op.Off), 0, 0)
-	case op.Kind == OpStatx && op.Path == "":
-		r, _, e = unix.RawSyscall6(unix.SYS_STATX, uintptr(op.Fd), uintptr(unsafe.Pointer(&emptyPath[0])),
-			uintptr(op.Flags), uintptr(op.Mask), uintptr(unsafe.Pointer(&op.Stat)), 0)
-	default:
-		return 0, false
-	}
-	if e != 0 {
-		return -int64(e), true
-	}
-	return int64(r), true
-}
-
-// emptyPath is the NUL-terminated "" of a statx of an fd.
-var emptyPath = [1]byte{}
-
 func do(op *Op) (int64, error) {
 	switch op.Kind {
 	case OpNop:

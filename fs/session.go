@@ -169,7 +169,7 @@ func (s *session) readRequests(limit int) (got, waited int, more bool) {
 			s.log.Error("cannot allocate a request buffer", "size", s.bufSize)
 			return got, waited, false
 		}
-		n, err := rawRead(s.fd, buf[inOff:])
+		n, err := unix.Read(s.fd, buf[inOff:])
 		if err == nil && n == 0 {
 			err = unix.ENODEV // end of file: /dev/fuse says ENODEV, a socket (tests) EOF
 		}
@@ -247,25 +247,12 @@ func (s *session) send(r *request) {
 // writeReply writes one reply message. A reply to a request the kernel
 // no longer waits for (interrupted, connection aborted) fails with
 // ENOENT or ENODEV: nothing to do.
-// rawRead is read(2) as a raw syscall, unseen by Go's scheduler: the
-// device is non-blocking, and a syscall the scheduler sees wakes Go's
-// sysmon thread when the process was idle (loop/poller.go). Replies
-// (writeReply) go the same way: the kernel copies them into the
-// requester's buffer and wakes it, waiting for nobody.
-func rawRead(fd int, b []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
-}
-
 func (s *session) writeReply(iov []unix.Iovec) {
 	if s.closed {
 		return
 	}
 	for {
-		_, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(s.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		_, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(s.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 		switch e {
 		case 0, unix.ENOENT, unix.ENODEV:
 			return

@@ -3,7 +3,6 @@ package loop
 import (
 	"errors"
 	"os"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -24,34 +23,19 @@ type source struct {
 }
 
 // pollWaiter is the loop's wait point: an epoll instance holding the
-// wake eventfd and every source (level-triggered). The loop sleeps by
-// parking in Go's netpoller on that epoll fd (an epoll fd is itself
-// pollable: readable while one of its sources is ready), and polls it
-// with epoll_wait(0) itself.
+// wake eventfd and every source (level-triggered), waited on with a
+// plain blocking epoll_wait. Not through Go's netpoller: a process that
+// serves FUSE and also uses its own mount (the tests do) would deadlock
+// there — registering a file of the mount with the netpoller sends the
+// daemon a FUSE_POLL while holding the netpoller's epoll lock, and a loop
+// parked in that netpoller could never wake to answer it.
 //
-// Why parked and not in a blocking epoll_wait: a goroutine asleep in a
-// syscall keeps its P ("in syscall"). Go's sysmon takes that P back after
-// one of its ticks and starts a thread to run it; once every P is idle
-// sysmon sleeps, and the next syscall anyone makes wakes it again. With
-// one P (a daemon confined to one CPU: Go sets GOMAXPROCS from the
-// affinity) that cost 4.5 context switches per request at one request a
-// millisecond, against passthrough_hp's 2 (docs/BENCHMARKS.md, session
-// 11). Parked, the loop leaves its P idle at once, and the thread that
-// wakes for a request is the one that runs it.
-//
-// This needs what fs's poll probe ensures: no file the process registers
-// with the netpoller may make the kernel ask this loop anything while it
-// holds the netpoller's epoll lock (a FUSE_POLL from a file of the
-// process's own mount; once told ENOSYS, the kernel never sends one).
-//
-// Sleep and poll are loop-only; Wake is safe from any goroutine.
+// Sleep is loop-only; Wake is safe from any goroutine.
 type pollWaiter struct {
 	efd     int
 	epfd    int
 	events  []unix.EpollEvent
 	sources *[]*source
-	epfile  *os.File        // epfd, registered with Go's netpoller
-	epconn  syscall.RawConn // Sleep parks on it
 }
 
 func newPollWaiter(sources *[]*source) (*pollWaiter, error) {
@@ -69,16 +53,6 @@ func newPollWaiter(sources *[]*source) (*pollWaiter, error) {
 		p.close()
 		return nil, err
 	}
-	// Non-blocking, so that os.NewFile registers it with the netpoller.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		p.close()
-		return nil, os.NewSyscallError("fcntl", err)
-	}
-	p.epfile = os.NewFile(uintptr(epfd), "evfs-epoll")
-	if p.epconn, err = p.epfile.SyscallConn(); err != nil {
-		p.close()
-		return nil, err
-	}
 	return p, nil
 }
 
@@ -89,29 +63,20 @@ func (p *pollWaiter) add(fd int) error {
 }
 
 // Sleep waits until the eventfd or a source is readable and marks the
-// readable sources ready. RawConn.Read polls first and parks only if
-// nothing was ready; a readiness that arrives between the poll and the
-// park is kept by the netpoller and ends the park at once.
-func (p *pollWaiter) Sleep() {
-	p.epconn.Read(func(uintptr) bool { return p.poll() })
-}
+// readable sources ready.
+func (p *pollWaiter) Sleep() { p.poll(-1) }
 
-// poll is one epoll_wait that does not wait; it marks the readable
-// sources ready and reports whether anything was (an error counts as
-// something: the loop turns and sleeps again). Raw syscalls, unseen by
-// Go's scheduler: they cannot block, and a syscall the scheduler sees
-// wakes sysmon when the process was idle (see pollWaiter).
-func (p *pollWaiter) poll() bool {
-	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.epfd),
-		uintptr(unsafe.Pointer(&p.events[0])), uintptr(len(p.events)), 0, 0, 0)
-	if e != 0 {
-		return true
+// poll is one epoll_wait (timeout in ms, -1: forever); it marks the
+// readable sources ready.
+func (p *pollWaiter) poll(timeout int) {
+	n, err := unix.EpollWait(p.epfd, p.events, timeout)
+	if err != nil {
+		return // EINTR: the loop turns and sleeps again
 	}
-	n := int(r)
 	for _, ev := range p.events[:n] {
 		if int(ev.Fd) == p.efd {
-			var buf [8]byte // reset the counter
-			unix.RawSyscall(unix.SYS_READ, uintptr(p.efd), uintptr(unsafe.Pointer(&buf[0])), 8)
+			var buf [8]byte
+			unix.Read(p.efd, buf[:]) // reset the counter
 			continue
 		}
 		for _, s := range *p.sources { // a handful at most
@@ -120,7 +85,6 @@ func (p *pollWaiter) poll() bool {
 			}
 		}
 	}
-	return n > 0
 }
 
 // Wake makes the eventfd readable.
@@ -130,11 +94,7 @@ func (p *pollWaiter) Wake() {
 }
 
 func (p *pollWaiter) close() {
-	if p.epfile != nil {
-		p.epfile.Close() // also ends a parked Sleep
-	} else {
-		unix.Close(p.epfd)
-	}
+	unix.Close(p.epfd)
 	unix.Close(p.efd)
 }
 

@@ -63,7 +63,7 @@ func (l *Loop) spinBeforeSleep() bool {
 	l.stats.Spins++
 	deadline := l.idleSince.Add(l.spin)
 	for time.Now().Before(deadline) {
-		l.poller.poll()
+		l.poller.poll(0)
 		if l.turn() {
 			l.gaps.add(time.Since(l.idleSince), l.spin)
 			return true
