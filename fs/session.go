@@ -169,6 +169,8 @@ func (s *session) readRequests(limit int) (got, waited int, more bool) {
 			s.log.Error("cannot allocate a request buffer", "size", s.bufSize)
 			return got, waited, false
 		}
+		// The transport, not the backing fs: the device is non-blocking
+		// (devmount.go), so this read answers at once, EAGAIN when empty.
 		n, err := unix.Read(s.fd, buf[inOff:])
 		if err == nil && n == 0 {
 			err = unix.ENODEV // end of file: /dev/fuse says ENODEV, a socket (tests) EOF
@@ -359,6 +361,6 @@ func (s *session) notifyEntry(parent uint64, name string) {
 	s.fdMu.RLock()
 	defer s.fdMu.RUnlock()
 	if !s.fdGone {
-		unix.Write(s.fd, b)
+		unix.Write(s.fd, b) // a notification to the kernel, like a reply: never waits
 	}
 }

@@ -76,7 +76,7 @@ func (p *pollWaiter) poll(timeout int) {
 	for _, ev := range p.events[:n] {
 		if int(ev.Fd) == p.efd {
 			var buf [8]byte
-			unix.Read(p.efd, buf[:]) // reset the counter
+			unix.Read(p.efd, buf[:]) // reset the counter (non-blocking eventfd)
 			continue
 		}
 		for _, s := range *p.sources { // a handful at most
