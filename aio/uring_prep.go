@@ -171,3 +171,16 @@ func keep(p unsafe.Pointer) {
 		keepSink.p = p
 	}
 }
+
+// PrepURingCmd prepares IORING_OP_URING_CMD: command cmdOp of the file
+// fd's driver, with addr and n as the driver defines them. The SQE must
+// come from a ring set up with IORING_SETUP_SQE128; the driver's 80-byte
+// command area (Cmd) is zeroed here, for the caller to fill.
+func (s *SQE) PrepURingCmd(fd int, cmdOp uint32, addr unsafe.Pointer, n uint32) {
+	*s = SQE{Opcode: IORING_OP_URING_CMD, Fd: int32(fd), Off: uint64(cmdOp), Addr: uint64(uintptr(addr)), Len: n}
+	*s.Cmd() = [80]byte{}
+}
+
+// Cmd is the command area of a 128-byte SQE (sqe->cmd: from byte 48 to
+// the end). Only for SQEs of an IORING_SETUP_SQE128 ring.
+func (s *SQE) Cmd() *[80]byte { return (*[80]byte)(unsafe.Add(unsafe.Pointer(s), 48)) }

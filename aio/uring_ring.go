@@ -28,6 +28,7 @@ type Ring struct {
 	cqFlags                 *uint32
 	sqMask, sqEntries       uint32
 	sqes                    []SQE
+	sqeShift                uint32 // 1 with IORING_SETUP_SQE128: each SQE spans two SQE structs
 	// sqeTail is the next SQE GetSQE hands out; sqeHead the first one
 	// not yet published to the kernel (liburing's sqe_head/sqe_tail).
 	sqeHead, sqeTail uint32
@@ -81,7 +82,10 @@ func (r *Ring) mapRings(p *uringParams) error {
 	} else if r.cqMem, err = unix.Mmap(r.fd, IORING_OFF_CQ_RING, cqSize, prot, mflags); err != nil {
 		return fmt.Errorf("mmap CQ ring: %w", err)
 	}
-	sqeSize := int(p.sqEntries) * int(unsafe.Sizeof(SQE{}))
+	if r.flags&IORING_SETUP_SQE128 != 0 {
+		r.sqeShift = 1
+	}
+	sqeSize := int(p.sqEntries) * int(unsafe.Sizeof(SQE{})) << r.sqeShift
 	if r.sqeMem, err = unix.Mmap(r.fd, IORING_OFF_SQES, sqeSize, prot, mflags); err != nil {
 		return fmt.Errorf("mmap SQEs: %w", err)
 	}
@@ -91,7 +95,7 @@ func (r *Ring) mapRings(p *uringParams) error {
 	r.sqFlags = u32at(r.sqMem, p.sqOff.flags)
 	r.sqMask = *u32at(r.sqMem, p.sqOff.ringMask)
 	r.sqEntries = *u32at(r.sqMem, p.sqOff.ringEntries)
-	r.sqes = unsafe.Slice((*SQE)(unsafe.Pointer(&r.sqeMem[0])), r.sqEntries)
+	r.sqes = unsafe.Slice((*SQE)(unsafe.Pointer(&r.sqeMem[0])), r.sqEntries<<r.sqeShift)
 	array := unsafe.Slice(u32at(r.sqMem, p.sqOff.array), r.sqEntries)
 	for i := range array {
 		array[i] = uint32(i)
@@ -145,7 +149,7 @@ func (r *Ring) GetSQE() *SQE {
 	if r.sqeTail-head >= r.sqEntries {
 		return nil
 	}
-	sqe := &r.sqes[r.sqeTail&r.sqMask]
+	sqe := &r.sqes[(r.sqeTail&r.sqMask)<<r.sqeShift]
 	r.sqeTail++
 	return sqe
 }

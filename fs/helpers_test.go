@@ -165,3 +165,19 @@ func alignedBuf(n int) []byte {
 	}
 	return b
 }
+
+// enableFuseURing turns on the fuse module's enable_uring parameter for
+// the test (root only) and puts the old value back afterwards. Mounts
+// made meanwhile keep their ring: the kernel decides at INIT.
+func enableFuseURing(t *testing.T) {
+	t.Helper()
+	const p = "/sys/module/fuse/parameters/enable_uring"
+	old, err := os.ReadFile(p)
+	if err != nil {
+		t.Skipf("this kernel has no FUSE over io_uring (%v)", err)
+	}
+	if err := os.WriteFile(p, []byte("Y"), 0o644); err != nil {
+		t.Fatalf("enable FUSE over io_uring: %v", err)
+	}
+	t.Cleanup(func() { os.WriteFile(p, old, 0o644) })
+}

@@ -51,7 +51,7 @@ type Config struct {
 }
 
 // Transports are the values of Config.Transport.
-var Transports = []string{"loop", "gofuse"}
+var Transports = []string{"loop", "gofuse", "uring"}
 
 // Defaults for Config's kernel-facing fields.
 const (
@@ -70,6 +70,7 @@ type Mount struct {
 	Loop       *loop.Loop
 	Mountpoint string
 	h          *handlers
+	sess       *session // "loop" and "uring" transports
 	loopDone   chan error
 	served     chan struct{} // closed when Serve (and OnUnmount) returned
 }
@@ -120,6 +121,13 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 
 	switch cfg.Transport {
 	case "", "loop":
+		return mountLoop(backingDir, mountpoint, rootFd, &st, &cfg)
+	case "uring":
+		if err := fuseURingAvailable(); err != nil {
+			cfg.closeStartFds(rootFd)
+			return nil, err
+		}
+		cfg.fuseURing = true
 		return mountLoop(backingDir, mountpoint, rootFd, &st, &cfg)
 	case "gofuse":
 	default:
@@ -172,7 +180,7 @@ func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cf
 	h := newHandlers(l, rootFd, root, cfg.Options)
 	s := newSession(fd, h, l, cfg)
 	h.notify = s.notifyEntry
-	m := &Mount{Loop: l, h: h, Mountpoint: mountpoint, loopDone: make(chan error, 1), served: s.ended}
+	m := &Mount{Loop: l, h: h, sess: s, Mountpoint: mountpoint, loopDone: make(chan error, 1), served: s.ended}
 	// abandon undoes a start that failed before the loop ran: this
 	// goroutine still owns the loop.
 	abandon := func(err error) (*Mount, error) {
@@ -228,7 +236,7 @@ func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cf
 func loopConfig(cfg *Config, poll bool) loop.Config {
 	return loop.Config{Backend: cfg.Backend, Workers: cfg.Workers, Logger: cfg.Logger,
 		Debug: cfg.Debug, OnSignal: cfg.OnSignal, StallThreshold: cfg.StallThreshold, Faults: cfg.Faults,
-		Poll: poll, LockThread: poll && cfg.LockThread, Spin: cfg.Spin}
+		Poll: poll, LockThread: poll && (cfg.LockThread || cfg.fuseURing), Spin: cfg.Spin}
 }
 
 // newHandlers builds the handlers (owning the tables, rooted at rootFd)

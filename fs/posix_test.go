@@ -34,6 +34,14 @@ func TestPosix(t *testing.T) { runPosix(t, "loop", false) }
 // handlers, reached through Bridge.
 func TestPosixGofuse(t *testing.T) { runPosix(t, "gofuse", false) }
 
+// TestPosixURing runs the suite through FUSE over io_uring (--transport
+// uring): requests arrive as ring completions, replies leave as the
+// commands that fetch the next (fuseuring.go).
+func TestPosixURing(t *testing.T) {
+	enableFuseURing(t)
+	runPosix(t, "uring", false)
+}
+
 // TestPosixMemoryRoot runs the suite with a tmpfs as the backing root,
 // where almost every op runs on the loop itself (memory roots,
 // resident.go): the other tests' backing directories are on whatever

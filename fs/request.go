@@ -39,6 +39,7 @@ type request struct {
 	// success) and payload the variable part (READ data, dirents, …).
 	sess    *session
 	buf     []byte
+	ent     int // the ring entry it came from ("uring" transport), -1 for /dev/fuse
 	out     outStruct
 	outSize int
 	payload []byte

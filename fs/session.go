@@ -49,6 +49,9 @@ type session struct {
 	readLimit  int  // requests the next drain may read (see drain)
 	lastWaited int  // requests a process waits for that the last drain read
 	skipBig    bool // after a big reply the loop sleeps at once (bigReply)
+
+	ring *fuseRing // the "uring" transport's ring (fuseuring.go), nil otherwise
+	ent  int       // the ring entry whose request is being dispatched, -1 for none
 }
 
 // Input buffer layout. Every request is read at inOff, so that a WRITE's
@@ -89,6 +92,7 @@ func newSession(fd int, h *handlers, l *loop.Loop, cfg *Config) *session {
 		probing:   !cfg.NoPollProbe,
 		readLimit: 1,
 		skipBig:   allowedCPUs() != 1,
+		ent:       -1,
 		inited:    make(chan struct{}),
 		ended:     make(chan struct{}),
 	}
@@ -204,7 +208,7 @@ func (s *session) newRequest(o op, buf []byte, hdr *fuse.InHeader) *request {
 		r = &request{}
 	}
 	*r = request{op: o, hdr: hdr, start: time.Now(), stats: &s.h.stats, status: fuse.OK,
-		sess: s, buf: buf}
+		sess: s, buf: buf, ent: s.ent}
 	s.inflight[hdr.Unique] = r
 	if s.dbg {
 		s.log.Debug("rx", "op", fuseOpName(hdr.Opcode), "node", hdr.NodeId, "unique", hdr.Unique)
@@ -216,6 +220,16 @@ func (s *session) newRequest(o op, buf []byte, hdr *fuse.InHeader) *request {
 // request.reply, exactly once per request.
 func (s *session) send(r *request) {
 	st := s.payloadOf(r)
+	if r.ent >= 0 {
+		if s.ring != nil && !s.closed {
+			s.sendEnt(r, st)
+		}
+		if s.dbg {
+			s.log.Debug("tx", "op", fuseOpName(r.hdr.Opcode), "unique", r.hdr.Unique, "status", st.String(), "took", time.Since(r.start))
+		}
+		s.finish(r)
+		return
+	}
 	s.hdr = fuse.OutHeader{Unique: r.hdr.Unique, Status: -int32(st)}
 	iov := s.iov[:1]
 	iov[0] = unix.Iovec{Base: (*byte)(unsafe.Pointer(&s.hdr))}
@@ -317,6 +331,10 @@ func (s *session) end(err error) {
 		s.log.Warn("ending the FUSE session", "err", err)
 	}
 	s.loop.Unwatch(s.fd)
+	if s.ring != nil && s.ring.ring != nil {
+		s.loop.Unwatch(s.ring.ring.Fd())
+		s.ring.close()
+	}
 	// Closed off the loop: a notification writer may hold the lock.
 	go func() {
 		s.fdMu.Lock()

@@ -428,6 +428,14 @@ func (s *session) init(buf, in []byte, hdr *fuse.InHeader) bool {
 	if s.cfg.Writeback {
 		want |= fuse.CAP_WRITEBACK_CACHE
 	}
+	if s.cfg.fuseURing {
+		if kernel&capOverIOUring == 0 {
+			s.answer(r, fuse.EIO)
+			s.end(fmt.Errorf("the kernel does not offer FUSE over io_uring (is %s Y?)", uringEnabledPath))
+			return true
+		}
+		want |= capOverIOUring
+	}
 	flags := kernel & want // never CAP_PASSTHROUGH: reads and writes go through the loop
 	s.negotiated = flags
 
@@ -447,7 +455,16 @@ func (s *session) init(buf, in []byte, hdr *fuse.InHeader) bool {
 	if out.Minor <= 22 {
 		r.outSize = 24 // InitOut before TimeGran
 	}
-	s.answer(r, fuse.OK)
+	maxPayload := int(out.MaxPages) * pageSize
+	s.answer(r, fuse.OK) // recycles r: out is gone
+	if flags&capOverIOUring != 0 {
+		// The kernel now holds every new request until the ring's
+		// queues have entries.
+		if err := s.startRing(maxPayload); err != nil {
+			s.end(err)
+			return true
+		}
+	}
 	close(s.inited)
 	return true
 }

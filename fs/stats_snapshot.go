@@ -14,6 +14,9 @@ type Snapshot struct {
 	Loop   loop.Stats
 	Ops    []OpStat // the operations seen so far, in a fixed order
 	Tables Tables
+	// RingRequests are the requests FUSE over io_uring delivered
+	// (--transport uring; the others came through /dev/fuse).
+	RingRequests uint64
 }
 
 // Tables are the sizes of the node and handle tables: what the mount
@@ -35,6 +38,9 @@ func (m *Mount) Snapshot(ctx context.Context) (Snapshot, error) {
 		h := m.h
 		s := Snapshot{Taken: time.Now(), Loop: m.Loop.Stats(), Tables: Tables{
 			Nodes: h.nodes.Len(), NodeFds: h.nodes.Fds(), Handles: h.handles.Len(), Evictions: h.evictions}}
+		if m.sess != nil && m.sess.ring != nil {
+			s.RingRequests = m.sess.ring.requests
+		}
 		for i := range m.h.stats {
 			if m.h.stats[i].Count > 0 {
 				st := m.h.stats[i]

@@ -13,6 +13,9 @@
 //	uring-tmpfs        evfs mount --backend uring with a tmpfs as the
 //	                   backing directory (a memory root: almost every op
 //	                   runs on the loop itself)
+//	uring-furing       evfs mount --backend uring --transport uring (FUSE
+//	                   over io_uring; the runner turns on the fuse module's
+//	                   enable_uring for the target and restores it after)
 //	uring-gofuse       evfs mount --backend uring --transport gofuse (the
 //	                   other transport: go-fuse's readers feed the loop)
 //	pool-share         evfs mount --backend pool --share-fds-above 1: every
@@ -35,7 +38,7 @@
 // and the test fails, saying so.
 // Environment:
 //
-//	EVFS_IT_TARGETS  comma list of targets, or "all" (default: uring,pool,sync,uring-tmpfs,pool-share,dir)
+//	EVFS_IT_TARGETS  comma list of targets, or "all" (default: uring,pool,sync,uring-tmpfs,pool-share,uring-furing,dir)
 //	EVFS_IT_SCRIPTS  comma list of scripts, with or without .sh (default: all)
 //	EVFS_IT_BIG_MB   size of files.sh's big file in MiB (default 256)
 //	EVFS_IT_TIMEOUT  per-script timeout in seconds (default 300)
@@ -62,13 +65,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var allTargets = []string{"uring", "pool", "sync", "uring-tmpfs", "pool-share", "uring-gofuse", "dir", referenceTarget}
+var allTargets = []string{"uring", "pool", "sync", "uring-tmpfs", "pool-share", "uring-furing", "uring-gofuse", "dir", referenceTarget}
 
 // defaultTargets leave out the go-fuse transport (the fs tests run go-fuse's
 // POSIX suite through it) and go-fuse's loopback reference (its flock
 // script alone can take minutes): with them the suite no longer fits the
 // README command's timeout.
-var defaultTargets = []string{"uring", "pool", "sync", "uring-tmpfs", "pool-share", "dir"}
+var defaultTargets = []string{"uring", "pool", "sync", "uring-tmpfs", "pool-share", "uring-furing", "dir"}
 
 // defaultBigMB is files.sh's big file size unless EVFS_IT_BIG_MB says.
 const defaultBigMB = "256"
@@ -335,6 +338,11 @@ func runTarget(t *testing.T, target string, bins binaries, scripts []string, res
 			switch variant {
 			case "share":
 				args = append(args, "--share-fds-above", "1")
+			case "furing":
+				if err := enableFuseURing(t); err != nil {
+					skipAll("FUSE over io_uring: %v", err)
+				}
+				args = append(args, "--transport", "uring")
 			case "":
 			default:
 				args = append(args, "--transport", variant)
@@ -491,6 +499,24 @@ func stopDaemon(t *testing.T, target string, d *daemon, mnt string, res *results
 	} else if t.Failed() {
 		t.Logf("%s daemon output (last lines):\n%s", target, lastLines(d.out.String(), 40))
 	}
+}
+
+// fuseURingParam is the fuse module parameter that allows FUSE over
+// io_uring (read by the kernel at each mount's INIT).
+const fuseURingParam = "/sys/module/fuse/parameters/enable_uring"
+
+// enableFuseURing sets fuseURingParam for the rest of the test and puts
+// the old value back in cleanup.
+func enableFuseURing(t *testing.T) error {
+	old, err := os.ReadFile(fuseURingParam)
+	if err != nil {
+		return fmt.Errorf("this kernel has none (%w)", err)
+	}
+	if err := os.WriteFile(fuseURingParam, []byte("Y"), 0o644); err != nil {
+		return err
+	}
+	t.Cleanup(func() { os.WriteFile(fuseURingParam, old, 0o644) })
+	return nil
 }
 
 // waitMounted polls /proc/self/mountinfo until mnt is a mount point.

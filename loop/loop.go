@@ -83,6 +83,7 @@ type Loop struct {
 	idleSince time.Time           // when the loop last ran out of work (spin.go)
 	handoffAt time.Time           // when a turn last left ops in flight (spin.go)
 	skipSpin  bool                // SkipSpin was called (spin.go)
+	onPass    []func()            // OnPass hooks
 	faults    map[aio.Kind]*Fault // test-only; nil in production
 }
 
@@ -131,6 +132,11 @@ func New(cfg Config) (*Loop, error) {
 	l.q, l.backend = q, b
 	return l, nil
 }
+
+// OnPass makes fn run at the end of every pass of a turn, after the
+// pass's events and continuations: for work they queued that should leave
+// in one batch (the FUSE ring's replies). Loop-only.
+func (l *Loop) OnPass(fn func()) { l.onPass = append(l.onPass, fn) }
 
 // Backend returns the backend's name.
 func (l *Loop) Backend() string { return l.backend.Name() }
@@ -287,6 +293,9 @@ func (l *Loop) turn() bool {
 		l.comps = l.backend.Reap(l.comps[:0])
 		for _, c := range l.comps {
 			l.complete(c)
+		}
+		for _, fn := range l.onPass {
+			fn()
 		}
 		if !srcs && len(evs) == 0 && len(l.comps) == 0 {
 			return did

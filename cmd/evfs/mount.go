@@ -29,11 +29,11 @@ func mountCommand() *cli.Command {
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error { return usageError{err.Error()} },
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "asynchronous I/O backend: auto (uring if the kernel allows, else pool), uring, pool, or sync (runs syscalls on the loop; for comparison only)"},
-			&cli.StringFlag{Name: "transport", Value: "loop", Usage: "how FUSE requests reach the loop: loop (the loop polls /dev/fuse itself and writes the replies: no goroutine handoff) or gofuse (go-fuse's server goroutines hand each request to the loop: slower, the reference design)"},
+			&cli.StringFlag{Name: "transport", Value: "loop", Usage: "how FUSE requests reach the loop: loop (the loop polls /dev/fuse itself and writes the replies: no goroutine handoff) gofuse (go-fuse's server goroutines hand each request to the loop: slower, the reference design) or uring (FUSE over io_uring, Linux 6.14+ with the fuse module's enable_uring=Y: requests arrive as ring completions, each reply fetches the next; the loop stays on one thread)"},
 			&cli.BoolFlag{Name: "resident-stat", Value: true, Usage: "on a local backing file system (tmpfs, ext4, xfs, btrfs, f2fs) the loop stats open inodes itself and tries dentry-cache-only opens, instead of handing each to a worker: those calls read memory and cannot wait for I/O (docs/DESIGN.md); false sends them to the backend like every other op"},
 			&cli.BoolFlag{Name: "resident-data", Value: true, Usage: "on a memory backing file system (tmpfs, ramfs) with no swap, the loop runs every op of bounded work itself (reads and writes up to 128 KiB, opens, closes, namespace ops, listings, xattrs): none can wait for a device, and a handoff to a worker costs more than the op (docs/DESIGN.md); false sends them to the backend"},
 			&cli.DurationFlag{Name: "spin", Value: fs.DefaultSpin, Usage: "how long the loop keeps polling for the next request or completion before it sleeps, yielding the CPU each round, while recent idle gaps were short (loop transport; 0: sleep at once). Trades otherwise idle CPU time for wakeups: p99 lower at queue depth 1 (docs/BENCHMARKS.md)"},
-			&cli.BoolFlag{Name: "lock-thread", Usage: "pin the loop goroutine to one OS thread (loop transport only; an experiment: on a 2-vCPU VM it made QD1 requests slower, the loop then rarely shares the client's CPU; docs/BENCHMARKS.md)"},
+			&cli.BoolFlag{Name: "lock-thread", Usage: "pin the loop goroutine to one OS thread (loop and uring transports; always on with --transport uring; an experiment with loop: on a 2-vCPU VM it made QD1 requests slower, the loop then rarely shares the client's CPU; docs/BENCHMARKS.md)"},
 			&cli.IntFlag{Name: "workers", Value: 16, Usage: "worker goroutines of the pool backend (and of uring's fallback pool)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount; always implies default_permissions (kernel permission checks)"},
 			&cli.BoolFlag{Name: "read-only", Usage: "mount read-only"},
@@ -87,7 +87,7 @@ func mountAction(c *cli.Context) error {
 		return usagef("--workers must be at least 1")
 	}
 	if t := c.String("transport"); !slices.Contains(fs.Transports, t) {
-		return usagef("unknown --transport %q (want loop or gofuse)", t)
+		return usagef("unknown --transport %q (want loop, gofuse or uring)", t)
 	}
 	if err := checkFuse(); err != nil {
 		return err
