@@ -76,8 +76,9 @@ const (
 // free holds the CPU's next requests in the kernel until one is committed.
 const uringDepth = 8
 
-// uringEnabledPath is the fuse module parameter that allows the ring.
-const uringEnabledPath = "/sys/module/fuse/parameters/enable_uring"
+// uringEnabledPath is the fuse module parameter that allows the ring (a
+// variable for a test).
+var uringEnabledPath = "/sys/module/fuse/parameters/enable_uring"
 
 // fuseURingAvailable says why the uring transport cannot be used, or nil.
 func fuseURingAvailable() error {

@@ -100,20 +100,22 @@ func TestURingTransport(t *testing.T) {
 
 // TestURingTransportDisabled: with the kernel's enable_uring off, mounting
 // with the uring transport fails at once, saying how to turn it on, and
-// leaves nothing mounted.
+// leaves nothing mounted. The parameter is read from a file of the test's
+// (the real one is shared with every other package's tests).
 func TestURingTransportDisabled(t *testing.T) {
-	enableFuseURing(t) // saves and restores the parameter
-	const p = "/sys/module/fuse/parameters/enable_uring"
-	if err := os.WriteFile(p, []byte("N"), 0o644); err != nil {
+	param := filepath.Join(t.TempDir(), "enable_uring")
+	if err := os.WriteFile(param, []byte("N\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	old := fs.SetURingEnabledPath(param)
+	defer fs.SetURingEnabledPath(old)
 	mnt, backing := fstest.Dirs(t)
 	m, err := fs.NewMount(backing, mnt, fs.Config{Backend: "pool", Transport: "uring"})
 	if err == nil {
 		m.Unmount()
 		t.Fatal("mounted with --transport uring while enable_uring is N")
 	}
-	if !strings.Contains(err.Error(), "enable_uring") {
+	if !strings.Contains(err.Error(), "echo Y > "+param) {
 		t.Fatalf("error %q does not say how to enable FUSE over io_uring", err)
 	}
 	if mounts, _ := os.ReadFile("/proc/self/mounts"); bytes.Contains(mounts, []byte(" "+mnt+" ")) {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,13 +169,18 @@ func alignedBuf(n int) []byte {
 
 // enableFuseURing turns on the fuse module's enable_uring parameter for
 // the test (root only) and puts the old value back afterwards. Mounts
-// made meanwhile keep their ring: the kernel decides at INIT.
+// made meanwhile keep their ring: the kernel decides at INIT. .ci/run
+// turns it on first, so that packages tested side by side (integration's
+// uring-furing target) never see it switched off under them.
 func enableFuseURing(t *testing.T) {
 	t.Helper()
 	const p = "/sys/module/fuse/parameters/enable_uring"
 	old, err := os.ReadFile(p)
 	if err != nil {
 		t.Skipf("this kernel has no FUSE over io_uring (%v)", err)
+	}
+	if strings.TrimSpace(string(old)) == "Y" {
+		return
 	}
 	if err := os.WriteFile(p, []byte("Y"), 0o644); err != nil {
 		t.Fatalf("enable FUSE over io_uring: %v", err)
