@@ -132,7 +132,7 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 	case "gofuse":
 	default:
 		cfg.closeStartFds(rootFd)
-		return nil, fmt.Errorf("unknown transport %q (want loop or gofuse)", cfg.Transport)
+		return nil, fmt.Errorf("unknown transport %q (want loop, gofuse or uring)", cfg.Transport)
 	}
 	l, err := loop.New(loopConfig(&cfg, false))
 	if err != nil {
