@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"evfs/fs"
+	"evfs/fs/fstest"
 )
 
 // errnoOf returns the errno inside err (0 for nil, EIO-like -1 if err
@@ -167,23 +167,11 @@ func alignedBuf(n int) []byte {
 	return b
 }
 
-// enableFuseURing turns on the fuse module's enable_uring parameter for
-// the test (root only) and puts the old value back afterwards. Mounts
-// made meanwhile keep their ring: the kernel decides at INIT. .ci/run
-// turns it on first, so that packages tested side by side (integration's
-// uring-furing target) never see it switched off under them.
+// enableFuseURing turns on FUSE over io_uring for the test, or skips it
+// where the kernel has none.
 func enableFuseURing(t *testing.T) {
 	t.Helper()
-	const p = "/sys/module/fuse/parameters/enable_uring"
-	old, err := os.ReadFile(p)
-	if err != nil {
-		t.Skipf("this kernel has no FUSE over io_uring (%v)", err)
+	if err := fstest.EnableFuseURing(t); err != nil {
+		t.Skip(err)
 	}
-	if strings.TrimSpace(string(old)) == "Y" {
-		return
-	}
-	if err := os.WriteFile(p, []byte("Y"), 0o644); err != nil {
-		t.Fatalf("enable FUSE over io_uring: %v", err)
-	}
-	t.Cleanup(func() { os.WriteFile(p, old, 0o644) })
 }

@@ -63,6 +63,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"evfs/fs/fstest"
 )
 
 var allTargets = []string{"uring", "pool", "sync", "uring-tmpfs", "pool-share", "uring-furing", "uring-gofuse", "dir", referenceTarget}
@@ -339,7 +341,7 @@ func runTarget(t *testing.T, target string, bins binaries, scripts []string, res
 			case "share":
 				args = append(args, "--share-fds-above", "1")
 			case "furing":
-				if err := enableFuseURing(t); err != nil {
+				if err := fstest.EnableFuseURing(t); err != nil {
 					skipAll("FUSE over io_uring: %v", err)
 				}
 				args = append(args, "--transport", "uring")
@@ -499,27 +501,6 @@ func stopDaemon(t *testing.T, target string, d *daemon, mnt string, res *results
 	} else if t.Failed() {
 		t.Logf("%s daemon output (last lines):\n%s", target, lastLines(d.out.String(), 40))
 	}
-}
-
-// fuseURingParam is the fuse module parameter that allows FUSE over
-// io_uring (read by the kernel at each mount's INIT).
-const fuseURingParam = "/sys/module/fuse/parameters/enable_uring"
-
-// enableFuseURing sets fuseURingParam for the rest of the test and puts
-// the old value back in cleanup.
-func enableFuseURing(t *testing.T) error {
-	old, err := os.ReadFile(fuseURingParam)
-	if err != nil {
-		return fmt.Errorf("this kernel has none (%w)", err)
-	}
-	if strings.TrimSpace(string(old)) == "Y" {
-		return nil
-	}
-	if err := os.WriteFile(fuseURingParam, []byte("Y"), 0o644); err != nil {
-		return err
-	}
-	t.Cleanup(func() { os.WriteFile(fuseURingParam, old, 0o644) })
-	return nil
 }
 
 // waitMounted polls /proc/self/mountinfo until mnt is a mount point.

@@ -169,25 +169,39 @@ func TestAlreadyMountedIsRefused(t *testing.T) {
 	cmd.Wait()
 }
 
+// transports are the --transport values the lifecycle tests run over;
+// uring (FUSE over io_uring) where the kernel has it.
+func transports(t *testing.T) []string {
+	if err := fstest.EnableFuseURing(t); err != nil {
+		t.Logf("--transport uring not tested: %v", err)
+		return []string{"loop"}
+	}
+	return []string{"loop", "uring"}
+}
+
 func TestSignalUnmountsCleanly(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
-		t.Run(sig.String(), func(t *testing.T) {
-			backing, mnt := mkdirs(t)
-			cmd := serve(t, backing, mnt, "--backend", "pool")
-			if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("kept"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cmd.Process.Signal(sig)
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("daemon exit after %v: %v", sig, err)
-			}
-			if ok, _ := isMountpoint(mnt); ok {
-				t.Fatal("still mounted after signal")
-			}
-			if b, err := os.ReadFile(filepath.Join(backing, "f")); err != nil || string(b) != "kept" {
-				t.Fatalf("backing file: %q, %v", b, err)
-			}
-		})
+	for _, tr := range transports(t) {
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+			t.Run(tr+"/"+sig.String(), func(t *testing.T) { signalUnmountsCleanly(t, tr, sig) })
+		}
+	}
+}
+
+func signalUnmountsCleanly(t *testing.T, transport string, sig syscall.Signal) {
+	backing, mnt := mkdirs(t)
+	cmd := serve(t, backing, mnt, "--backend", "pool", "--transport", transport)
+	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(sig)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("daemon exit after %v: %v", sig, err)
+	}
+	if ok, _ := isMountpoint(mnt); ok {
+		t.Fatal("still mounted after signal")
+	}
+	if b, err := os.ReadFile(filepath.Join(backing, "f")); err != nil || string(b) != "kept" {
+		t.Fatalf("backing file: %q, %v", b, err)
 	}
 }
 
@@ -223,9 +237,15 @@ func TestStaleMountIsCleanedUp(t *testing.T) {
 // killed then, it hung in its exit, unkillable, flushing that file to
 // itself (CI hung 19 minutes in TestStaleMountIsCleanedUp).
 func TestKillRightAfterMount(t *testing.T) {
+	for _, tr := range transports(t) {
+		t.Run(tr, func(t *testing.T) { killRightAfterMount(t, tr) })
+	}
+}
+
+func killRightAfterMount(t *testing.T, transport string) {
 	for i := range 20 {
 		backing, mnt := mkdirs(t)
-		cmd := exec.Command(evfsBin, "mount", "--backend", "pool", backing, mnt)
+		cmd := exec.Command(evfsBin, "mount", "--backend", "pool", "--transport", transport, backing, mnt)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
