@@ -3,6 +3,7 @@ package fs
 import (
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -43,6 +44,7 @@ import (
 // Owned by the loop goroutine; never touch from elsewhere.
 type fuseRing struct {
 	ring *aio.Ring
+	log  *slog.Logger
 	fd   int // /dev/fuse
 	ents []uringEnt
 	mem  []byte // every entry's buffers, one mapping
@@ -119,12 +121,12 @@ func possibleCPUs() (int, error) {
 // startRing sets up the ring once INIT is answered: every queue gets its
 // entries (REGISTER commands), and the ring joins the loop's sources.
 // maxPayload is the kernel's largest message (max_write, max_pages).
+//
+// It runs on the loop, once, while the kernel holds every request: the
+// calls here are mount-time setup (io_uring_setup, an anonymous mmap, the
+// REGISTER submission, which the kernel queues without waiting).
 func (s *session) startRing(maxPayload int) error {
-	nq, err := possibleCPUs()
-	if err != nil {
-		return err
-	}
-	n := nq * uringDepth
+	n := s.cfg.uringQueues * uringDepth
 	ring, err := aio.NewRing(uint32(n), aio.IORING_SETUP_SQE128|aio.IORING_SETUP_CLAMP)
 	if err != nil {
 		return fmt.Errorf("io_uring for FUSE: %w", err)
@@ -136,7 +138,7 @@ func (s *session) startRing(maxPayload int) error {
 		ring.Close()
 		return fmt.Errorf("ring buffers: %w", err)
 	}
-	fr := &fuseRing{ring: ring, fd: s.fd, ents: make([]uringEnt, n), mem: mem}
+	fr := &fuseRing{ring: ring, log: s.log, fd: s.fd, ents: make([]uringEnt, n), mem: mem}
 	for i := range fr.ents {
 		e := &fr.ents[i]
 		b := mem[i*per : (i+1)*per]
@@ -169,7 +171,20 @@ func (s *session) startRing(maxPayload int) error {
 // post queues entry i's next command; flush submits.
 func (fr *fuseRing) post(i int, cmd uint32, commitID uint64) {
 	e := &fr.ents[i]
-	sqe := fr.ring.GetSQE() // never nil: the SQ has a slot per entry, one command each
+	// The SQ has a slot per entry and an entry one command at a time, so
+	// a slot is free unless a Submit failed; then submit first.
+	sqe := fr.ring.GetSQE()
+	if sqe == nil {
+		fr.ring.Submit()
+		if sqe = fr.ring.GetSQE(); sqe == nil {
+			fr.log.Error("FUSE ring: no submission slot; entry lost", "queue", e.qid)
+			if e.live {
+				e.live = false
+				fr.live--
+			}
+			return
+		}
+	}
 	sqe.PrepURingCmd(fr.fd, cmd, unsafe.Pointer(&e.iov[0]), 2)
 	c := sqe.Cmd()
 	binary.NativeEndian.PutUint64(c[8:], commitID) // fuse_uring_cmd_req: flags, commit_id, qid
@@ -182,7 +197,10 @@ func (fr *fuseRing) post(i int, cmd uint32, commitID uint64) {
 }
 
 // flush submits the commands the pass queued (the pass's replies, each
-// with its entry's next fetch): one io_uring_enter per pass.
+// with its entry's next fetch): one io_uring_enter per pass. The kernel
+// runs a COMMIT_AND_FETCH within the call and never waits in it: it
+// copies the reply, ends the request, and parks the entry or hands it
+// the next queued request.
 func (fr *fuseRing) flush() {
 	if fr.ring != nil && fr.ring.SQPending() > 0 {
 		fr.ring.Submit()

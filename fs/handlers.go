@@ -388,8 +388,10 @@ type Options struct {
 	// rootNoNowait: the backing root's file system refuses RWF_NOWAIT
 	// (resident.go). Set by NewMount.
 	rootNoNowait bool
-	// fuseURing: the "uring" transport (fuseuring.go). Set by NewMount.
-	fuseURing bool
+	// fuseURing: the "uring" transport (fuseuring.go), whose ring has
+	// uringQueues queues (the kernel's possible CPUs). Set by NewMount.
+	fuseURing   bool
+	uringQueues int
 	// byHandle: OPEN goes by file handle (reopen.go) through handleFd,
 	// a directory fd (not O_PATH) on the backing root's mount, whose id
 	// is handleMount. Set by NewMount; handleFd is closed with the

@@ -127,7 +127,12 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 			cfg.closeStartFds(rootFd)
 			return nil, err
 		}
-		cfg.fuseURing = true
+		n, err := possibleCPUs()
+		if err != nil {
+			cfg.closeStartFds(rootFd)
+			return nil, fmt.Errorf("FUSE over io_uring: %w", err)
+		}
+		cfg.fuseURing, cfg.uringQueues = true, n
 		return mountLoop(backingDir, mountpoint, rootFd, &st, &cfg)
 	case "gofuse":
 	default:
