@@ -286,7 +286,11 @@ func (s *session) sendEnt(r *request, st fuse.Status) {
 		if r.outSize > 0 {
 			n += copy(e.payload, unsafe.Slice((*byte)(unsafe.Pointer(&r.out[0])), r.outSize))
 		}
-		n += copy(e.payload[n:], r.payload)
+		if len(r.payload) > 0 && &r.payload[0] != &e.payload[n] { // a READ's data is there already (readDest)
+			n += copy(e.payload[n:], r.payload)
+		} else {
+			n += len(r.payload)
+		}
 	}
 	oh := (*fuse.OutHeader)(unsafe.Pointer(&e.hdr[0]))
 	*oh = fuse.OutHeader{Length: uint32(int(unsafe.Sizeof(*oh)) + n), Status: -int32(st), Unique: r.hdr.Unique}

@@ -216,6 +216,17 @@ func (s *session) newRequest(o op, buf []byte, hdr *fuse.InHeader) *request {
 	return r
 }
 
+// readDest is where a READ's data goes: the page after its input, or,
+// for a request the ring delivered, straight into its entry's payload
+// buffer (page-aligned, as O_DIRECT wants), from which the commit sends
+// it without a copy.
+func (s *session) readDest(r *request) []byte {
+	if r.ent >= 0 && s.ring != nil {
+		return s.ring.ents[r.ent].payload
+	}
+	return r.buf[readOff:]
+}
+
 // send writes r's reply to /dev/fuse and recycles r. Called by
 // request.reply, exactly once per request.
 func (s *session) send(r *request) {
@@ -332,8 +343,7 @@ func (s *session) end(err error) {
 	}
 	s.loop.Unwatch(s.fd)
 	if s.ring != nil && s.ring.ring != nil {
-		s.loop.Unwatch(s.ring.ring.Fd())
-		s.ring.close()
+		s.loop.Unwatch(s.ring.ring.Fd()) // closed in release: READs in flight may target its buffers
 	}
 	// Closed off the loop: a notification writer may hold the lock.
 	go func() {
@@ -356,9 +366,13 @@ func (s *session) end(err error) {
 	} // else the last request to finish does it
 }
 
-// release closes every backing fd the tables hold, once no request is in
+// release closes the FUSE ring (its buffers may be READ destinations)
+// and every backing fd the tables hold, once no request is in
 // flight (an op in flight may still use its fd), and announces the end.
 func (s *session) release() {
+	if s.ring != nil {
+		s.ring.close()
+	}
 	s.h.closeAll()
 	close(s.ended)
 }

@@ -242,7 +242,7 @@ func (s *session) serve(buf, in []byte, hdr *fuse.InHeader) bool {
 			return false
 		}
 		r := s.newRequest(opRead, buf, hdr)
-		dst := buf[readOff:]
+		dst := s.readDest(r)
 		h.Read(r, in, dst[:min(int(in.Size), len(dst))], &r.count)
 	case fuseWrite:
 		in2 := fuseIn[fuse.WriteIn](in)
@@ -368,7 +368,7 @@ func (s *session) payloadOf(r *request) fuse.Status {
 	st := r.status
 	switch r.op {
 	case opRead:
-		r.payload = r.buf[readOff:][:r.count]
+		r.payload = s.readDest(r)[:r.count]
 	case opReadDir, opReadDirPlus:
 		r.payload = r.dirList.Bytes()
 	case opGetXAttr, opListXAttr:
