@@ -48,18 +48,16 @@ type fuseRing struct {
 	fd   int // /dev/fuse
 	ents []uringEnt
 	mem  []byte // every entry's buffers, one mapping
-	live int    // entries with a command posted
 
 	requests uint64 // delivered so far (Snapshot.RingRequests)
 }
 
-// uringEnt is one ring entry: its buffers and where its command stands.
+// uringEnt is one ring entry: its queue and buffers.
 type uringEnt struct {
 	qid     uint16
 	hdr     []byte // struct fuse_uring_req_header
 	payload []byte
 	iov     [2]unix.Iovec
-	live    bool // a command is posted for it
 }
 
 // The kernel ABI (include/uapi/linux/fuse.h).
@@ -83,6 +81,7 @@ const uringDepth = 8
 var uringEnabledPath = "/sys/module/fuse/parameters/enable_uring"
 
 // fuseURingAvailable says why the uring transport cannot be used, or nil.
+// Called by NewMount, before the loop runs (it reads sysfs).
 func fuseURingAvailable() error {
 	b, err := os.ReadFile(uringEnabledPath)
 	if err != nil {
@@ -95,6 +94,7 @@ func fuseURingAvailable() error {
 }
 
 // possibleCPUs is the kernel's num_possible_cpus(): the number of queues.
+// Called by NewMount, before the loop runs (it reads sysfs).
 func possibleCPUs() (int, error) {
 	b, err := os.ReadFile("/sys/devices/system/cpu/possible")
 	if err != nil {
@@ -178,10 +178,6 @@ func (fr *fuseRing) post(i int, cmd uint32, commitID uint64) {
 		fr.ring.Submit()
 		if sqe = fr.ring.GetSQE(); sqe == nil {
 			fr.log.Error("FUSE ring: no submission slot; entry lost", "queue", e.qid)
-			if e.live {
-				e.live = false
-				fr.live--
-			}
 			return
 		}
 	}
@@ -190,10 +186,6 @@ func (fr *fuseRing) post(i int, cmd uint32, commitID uint64) {
 	binary.NativeEndian.PutUint64(c[8:], commitID) // fuse_uring_cmd_req: flags, commit_id, qid
 	binary.NativeEndian.PutUint16(c[16:], e.qid)
 	sqe.UserData = uint64(i)
-	if !e.live {
-		e.live = true
-		fr.live++
-	}
 }
 
 // flush submits the commands the pass queued (the pass's replies, each
@@ -235,14 +227,11 @@ func (s *session) drainRing() bool {
 		if i >= len(fr.ents) {
 			continue
 		}
-		e := &fr.ents[i]
 		if res < 0 {
 			// ENOTCONN: the connection is going away, and the /dev/fuse
 			// read ends the session.
-			e.live = false
-			fr.live--
 			if res != -int32(unix.ENOTCONN) {
-				s.log.Warn("FUSE ring entry lost", "queue", e.qid, "errno", unix.Errno(-res).Error(), "entries left", fr.live)
+				s.log.Warn("FUSE ring entry lost", "queue", fr.ents[i].qid, "errno", unix.Errno(-res).Error())
 			}
 			continue
 		}
@@ -264,7 +253,7 @@ func (s *session) dispatchEnt(i int) {
 	if buf == nil || hsz < 0 || hsz > uringOpInSize || psz > len(e.payload) || inOff+int(hdr.Length) > len(buf) {
 		s.log.Error("malformed FUSE ring request", "opcode", hdr.Opcode, "len", hdr.Length, "payload", psz)
 		s.putBuf(buf)
-		s.commitErr(i, hdr.Unique, fuse.EIO)
+		s.commit(i, hdr.Unique, fuse.EIO, 0)
 		return
 	}
 	in := buf[inOff : inOff+int(hdr.Length)]
@@ -276,9 +265,8 @@ func (s *session) dispatchEnt(i int) {
 	s.ent = -1
 }
 
-// sendEnt answers r through its ring entry: the out header, then the
-// reply struct and payload as one payload; the commit also fetches the
-// entry's next request.
+// sendEnt answers r through its ring entry: the reply struct and payload
+// as the entry's payload, then the commit.
 func (s *session) sendEnt(r *request, st fuse.Status) {
 	e := &s.ring.ents[r.ent]
 	n := 0
@@ -292,17 +280,15 @@ func (s *session) sendEnt(r *request, st fuse.Status) {
 			n += len(r.payload)
 		}
 	}
-	oh := (*fuse.OutHeader)(unsafe.Pointer(&e.hdr[0]))
-	*oh = fuse.OutHeader{Length: uint32(int(unsafe.Sizeof(*oh)) + n), Status: -int32(st), Unique: r.hdr.Unique}
-	binary.NativeEndian.PutUint32(e.hdr[uringEntInOut+16:], uint32(n))
-	s.ring.post(r.ent, uringCmdCommitAndFetch, r.hdr.Unique)
+	s.commit(r.ent, r.hdr.Unique, st, n)
 }
 
-// commitErr answers entry i's request with st, without a request.
-func (s *session) commitErr(i int, unique uint64, st fuse.Status) {
+// commit answers entry i's request unique with st and n bytes of payload
+// already in the entry, and fetches the entry's next request.
+func (s *session) commit(i int, unique uint64, st fuse.Status, n int) {
 	e := &s.ring.ents[i]
 	oh := (*fuse.OutHeader)(unsafe.Pointer(&e.hdr[0]))
-	*oh = fuse.OutHeader{Length: uint32(unsafe.Sizeof(*oh)), Status: -int32(st), Unique: unique}
-	binary.NativeEndian.PutUint32(e.hdr[uringEntInOut+16:], 0)
+	*oh = fuse.OutHeader{Length: uint32(int(unsafe.Sizeof(*oh)) + n), Status: -int32(st), Unique: unique}
+	binary.NativeEndian.PutUint32(e.hdr[uringEntInOut+16:], uint32(n)) // ent_in_out.payload_sz
 	s.ring.post(i, uringCmdCommitAndFetch, unique)
 }

@@ -388,9 +388,8 @@ type Options struct {
 	// rootNoNowait: the backing root's file system refuses RWF_NOWAIT
 	// (resident.go). Set by NewMount.
 	rootNoNowait bool
-	// fuseURing: the "uring" transport (fuseuring.go), whose ring has
-	// uringQueues queues (the kernel's possible CPUs). Set by NewMount.
-	fuseURing   bool
+	// uringQueues: with the "uring" transport (fuseuring.go), its ring's
+	// queues (the kernel's possible CPUs); 0 otherwise. Set by NewMount.
 	uringQueues int
 	// byHandle: OPEN goes by file handle (reopen.go) through handleFd,
 	// a directory fd (not O_PATH) on the backing root's mount, whose id

@@ -132,7 +132,7 @@ func NewMount(backingDir, mountpoint string, cfg Config) (*Mount, error) {
 			cfg.closeStartFds(rootFd)
 			return nil, fmt.Errorf("FUSE over io_uring: %w", err)
 		}
-		cfg.fuseURing, cfg.uringQueues = true, n
+		cfg.uringQueues = n
 		return mountLoop(backingDir, mountpoint, rootFd, &st, &cfg)
 	case "gofuse":
 	default:
@@ -241,7 +241,7 @@ func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cf
 func loopConfig(cfg *Config, poll bool) loop.Config {
 	return loop.Config{Backend: cfg.Backend, Workers: cfg.Workers, Logger: cfg.Logger,
 		Debug: cfg.Debug, OnSignal: cfg.OnSignal, StallThreshold: cfg.StallThreshold, Faults: cfg.Faults,
-		Poll: poll, LockThread: poll && (cfg.LockThread || cfg.fuseURing), Spin: cfg.Spin}
+		Poll: poll, LockThread: poll && (cfg.LockThread || cfg.uringQueues > 0), Spin: cfg.Spin}
 }
 
 // newHandlers builds the handlers (owning the tables, rooted at rootFd)

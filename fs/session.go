@@ -227,20 +227,25 @@ func (s *session) readDest(r *request) []byte {
 	return r.buf[readOff:]
 }
 
-// send writes r's reply to /dev/fuse and recycles r. Called by
-// request.reply, exactly once per request.
+// send writes r's reply — to /dev/fuse, or through the ring entry the
+// request came from — and recycles r. Called by request.reply, exactly
+// once per request.
 func (s *session) send(r *request) {
 	st := s.payloadOf(r)
-	if r.ent >= 0 {
-		if s.ring != nil && !s.closed {
-			s.sendEnt(r, st)
-		}
-		if s.dbg {
-			s.log.Debug("tx", "op", fuseOpName(r.hdr.Opcode), "unique", r.hdr.Unique, "status", st.String(), "took", time.Since(r.start))
-		}
-		s.finish(r)
-		return
+	switch {
+	case r.ent < 0:
+		s.writeDev(r, st)
+	case s.ring != nil && !s.closed:
+		s.sendEnt(r, st)
 	}
+	if s.dbg {
+		s.log.Debug("tx", "op", fuseOpName(r.hdr.Opcode), "unique", r.hdr.Unique, "status", st.String(), "took", time.Since(r.start))
+	}
+	s.finish(r)
+}
+
+// writeDev writes r's reply to /dev/fuse: header, reply struct, payload.
+func (s *session) writeDev(r *request, st fuse.Status) {
 	s.hdr = fuse.OutHeader{Unique: r.hdr.Unique, Status: -int32(st)}
 	iov := s.iov[:1]
 	iov[0] = unix.Iovec{Base: (*byte)(unsafe.Pointer(&s.hdr))}
@@ -265,10 +270,6 @@ func (s *session) send(r *request) {
 	if n > bigReply && s.skipBig {
 		s.loop.SkipSpin()
 	}
-	if s.dbg {
-		s.log.Debug("tx", "op", fuseOpName(r.hdr.Opcode), "unique", r.hdr.Unique, "status", st.String(), "took", time.Since(r.start))
-	}
-	s.finish(r)
 }
 
 // writeReply writes one reply message. A reply to a request the kernel
@@ -342,7 +343,7 @@ func (s *session) end(err error) {
 		s.log.Warn("ending the FUSE session", "err", err)
 	}
 	s.loop.Unwatch(s.fd)
-	if s.ring != nil && s.ring.ring != nil {
+	if s.ring != nil {
 		s.loop.Unwatch(s.ring.ring.Fd()) // closed in release: READs in flight may target its buffers
 	}
 	// Closed off the loop: a notification writer may hold the lock.

@@ -428,7 +428,7 @@ func (s *session) init(buf, in []byte, hdr *fuse.InHeader) bool {
 	if s.cfg.Writeback {
 		want |= fuse.CAP_WRITEBACK_CACHE
 	}
-	if s.cfg.fuseURing {
+	if s.cfg.uringQueues > 0 {
 		if kernel&capOverIOUring == 0 {
 			s.answer(r, fuse.EIO)
 			s.end(fmt.Errorf("the kernel does not offer FUSE over io_uring (is %s Y?)", uringEnabledPath))
