@@ -81,6 +81,7 @@ type Loop struct {
 	spin      time.Duration
 	gaps      idleGaps            // recent idle gaps: whether to spin (spin.go)
 	idleSince time.Time           // when the loop last ran out of work (spin.go)
+	slept     bool                // the loop woke from a sleep and has not yet looked for work (spin.go)
 	handoffAt time.Time           // when a turn last left ops in flight (spin.go)
 	skipSpin  bool                // SkipSpin was called (spin.go)
 	onPass    []func()            // OnPass hooks
@@ -215,7 +216,7 @@ func (l *Loop) Run() error {
 	}
 	for {
 		start := time.Now()
-		l.turn()
+		l.wokeTo(l.turn())
 		if l.stopping && l.ops.inUse == 0 && l.q.depth() == 0 {
 			l.stats.Busy += time.Since(start)
 			break
@@ -241,7 +242,7 @@ func (l *Loop) Run() error {
 		l.stats.Waits++
 		l.q.waiter.Sleep()
 		l.q.sleeping.Store(false)
-		l.wokeAfterSleep()
+		l.slept = true
 		l.stats.Waiting += time.Since(start.Add(busy))
 	}
 	return l.backend.Close()
