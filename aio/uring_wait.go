@@ -17,7 +17,7 @@ import (
 // are already made on the spot (nowait.go); what is left — creations,
 // reopens through /proc/self/fd (a magic link, never resolved from the
 // cache alone) and uncached names — always goes to io-wq (open+close
-// p50 149 µs on the ring, 119 µs on the pool; docs/BENCHMARKS.md).
+// p50 149 µs on the ring, 119 µs on the pool; docs/BENCHMARKS-history.md).
 var uringPunted = []Kind{
 	OpOpenat, OpStatx, OpUnlinkat, OpRenameat, OpMkdirat, OpSymlinkat, OpLinkat,
 	OpFsync, OpFallocate, OpFtruncate, OpFgetxattr, OpFsetxattr,

@@ -76,7 +76,7 @@ func (h *handlers) resident(n *backing.Node) bool {
 // up on a disk file system. Then the loop is the bottleneck and the
 // statx calls go to the pool's workers, which run them on the other
 // cores while the loop reads the next requests (32 stat clients: 30.3 k
-// ops/s offloaded against 27.1 k on the loop; docs/BENCHMARKS.md). On a
+// ops/s offloaded against 27.1 k on the loop; docs/BENCHMARKS-history.md). On a
 // memory root everything stays on the loop (markMemory).
 func (h *handlers) statFd(n *backing.Node, fd int) *aio.Op {
 	if h.onSpot(n) {

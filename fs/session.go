@@ -78,7 +78,7 @@ const (
 	// and a requester sharing that CPU, or one pinned to another, finds
 	// it asleep (128 KiB reads on one CPU: p90 100 µs with the skip, 45
 	// without, daemon CPU 42 → 29 µs/read; client on the other CPU: p50
-	// 129 → 90 µs; docs/BENCHMARKS.md).
+	// 129 → 90 µs; docs/BENCHMARKS-history.md).
 	bigReply = 32 << 10
 )
 

@@ -23,7 +23,7 @@ import (
 //     waits for — runs at once, so the spin uses only time the CPU would
 //     otherwise idle. Without the yield the spin made QD1 latency worse
 //     here (stat p50 22 → 74 µs); with it p50 is unchanged and p99 falls
-//     (docs/BENCHMARKS.md).
+//     (docs/BENCHMARKS-history.md).
 //   - It spins only while the recent idle gaps were short (idleGaps): a
 //     mount used now and then, whose next request is far off, never
 //     spins.
@@ -49,7 +49,7 @@ import (
 // Python client: 24–34 µs on one CPU, 101–150 µs apart). Without the
 // Gosched 32–54% of 100 ms windows ran together instead of 51–83%
 // (three runs); GOMAXPROCS=1 gave 0–4%, --lock-thread 4–17%
-// (docs/BENCHMARKS.md, "Where the bimodal rounds come from").
+// (docs/BENCHMARKS-history.md, "Where the bimodal rounds come from").
 func (l *Loop) spinBeforeSleep() bool {
 	if l.poller == nil || l.spin <= 0 {
 		return false

@@ -6,7 +6,7 @@ package main
 // few microseconds when the client and the daemon share a CPU and tens
 // more when they do not (the reply wakes a halted vCPU). Left to the
 // scheduler, a run keeps whichever placement it happens to start with,
-// so its rounds come out bimodal (docs/BENCHMARKS.md, "Where the bimodal
+// so its rounds come out bimodal (docs/BENCHMARKS-history.md, "Where the bimodal
 // rounds come from"). Pinning both sides measures the daemons at equal
 // placement, each placement on its own.
 

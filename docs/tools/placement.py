@@ -3,7 +3,7 @@
 
 A QD1 loop of renames (rename a <-> b in the mount's root; the mount must be
 made with --entry-timeout 0 --attr-timeout 0 and hold a file named a or b),
-measured in 100 ms windows, one p50 per window. Used for docs/BENCHMARKS.md,
+measured in 100 ms windows, one p50 per window. Used for docs/BENCHMARKS-history.md,
 "Where the bimodal rounds come from".
 
   placement.py windows MNT [MNT...]   alternate 1 s per mount, ROUNDS rounds

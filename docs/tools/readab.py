@@ -7,7 +7,7 @@ window reads SIZE bytes at a time, sequentially through the first 8 MiB,
 and records each read's latency. Printed per mount: the median over rounds
 of the window p50s, every round's p50 and p90, and the daemon's CPU time
 per read (all its threads, from /proc/PID/task/*/stat). Used for
-docs/BENCHMARKS.md, session 11.
+docs/BENCHMARKS-history.md, session 11.
 
   readab.py SIZE MNT:PID [MNT:PID ...]
 
