@@ -175,7 +175,7 @@ type Op struct {
 	Delay time.Duration
 	Fail  unix.Errno
 
-	canceled atomic.Bool
+	canceled uint32 // atomic: set by Cancel on the loop, read by a pool worker
 	// Scratch for the uring backend: NUL-terminated copies of Path/Path2
 	// and the iovec array, kept alive here until completion.
 	pathz, path2z []byte
@@ -183,10 +183,15 @@ type Op struct {
 	// onPool: the uring backend sent this op to its pool (Cancel looks
 	// for it there).
 	onPool bool
+	// recycled: Recycle was called (recycle.go).
+	recycled bool
 }
 
 // Canceled reports whether Cancel was requested for this op.
-func (op *Op) Canceled() bool { return op.canceled.Load() }
+func (op *Op) Canceled() bool { return atomic.LoadUint32(&op.canceled) != 0 }
+
+// cancel marks op canceled (the backends' Cancel).
+func (op *Op) cancel() { atomic.StoreUint32(&op.canceled, 1) }
 
 // Result decodes a completion value into (value, errno).
 func Result(res int64) (int64, unix.Errno) {

@@ -110,7 +110,7 @@ func (p *Pool) OnWorkers() int { return p.busy }
 
 // Cancel marks op so a worker that has not started it completes it with
 // -ECANCELED. An op already running finishes normally.
-func (p *Pool) Cancel(id uint64, op *Op) { op.canceled.Store(true) }
+func (p *Pool) Cancel(id uint64, op *Op) { op.cancel() }
 
 func (p *Pool) Stats() Stats {
 	s := p.stats

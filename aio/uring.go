@@ -505,7 +505,7 @@ func (u *Uring) Reap(dst []Completion) []Completion {
 // at once, a ring op gets an ASYNC_CANCEL SQE (flushed with the turn), a
 // pool op is left to the pool. Loop-only.
 func (u *Uring) Cancel(id uint64, op *Op) {
-	op.canceled.Store(true)
+	op.cancel()
 	if op.onPool {
 		u.pool.Cancel(id, op)
 		return

@@ -23,7 +23,7 @@ type DirStream struct {
 	Pos     int    // next unread byte in Buf
 	Off     uint64 // FUSE offset of the next entry to return
 	EOF     bool
-	Pending bool // a getdents is in flight
+	Pending bool // a getdents is in flight: Buf is the kernel's until it completes
 }
 
 // Handles maps file handle ids to open descriptors. Owned by the loop

@@ -39,6 +39,10 @@ type handlers struct {
 	queued     bool        // requests are queueing up (set by the session's drain; resident.go)
 	rootDev    uint64      // device of the backing root (resident.go)
 	swapOn     bool        // the machine has swap: no memory root (resident.go)
+
+	// Scratch reused from request to request (ops_dir.go).
+	dirBufs dirBufs         // getdents buffers of released directory handles
+	lookups []pendingLookup // a READDIRPLUS reply's entries, until lookupAll has started them
 }
 
 // submit starts op for r and runs k with its result. The op id is kept on

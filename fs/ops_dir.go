@@ -13,6 +13,34 @@ import (
 // direntBufSize is the getdents buffer of one open directory.
 const direntBufSize = 32 << 10
 
+// spareDirBufs is how many getdents buffers of released handles are kept
+// for later OPENDIRs: a program listing a directory opens it each time,
+// and a fresh 32 KiB buffer per open was a quarter of what a 1 000-entry
+// listing allocated (docs/BENCHMARKS-history.md, session 13).
+const spareDirBufs = 16
+
+// dirBufs holds the spare getdents buffers. Owned by the loop goroutine.
+type dirBufs [][]byte
+
+func (b *dirBufs) get() []byte {
+	if n := len(*b); n > 0 {
+		buf := (*b)[n-1]
+		*b = (*b)[:n-1]
+		return buf
+	}
+	return make([]byte, direntBufSize)
+}
+
+// put keeps the buffer of a released handle, unless a getdents may
+// still write into it.
+func (b *dirBufs) put(ds *backing.DirStream) {
+	if ds == nil || ds.Buf == nil || ds.Pending || len(*b) >= spareDirBufs {
+		return
+	}
+	*b = append(*b, ds.Buf)
+	ds.Buf = nil
+}
+
 // OpenDir: openat(node, ".", O_RDONLY|O_DIRECTORY) → register handle.
 func (h *handlers) OpenDir(r *request, in *fuse.OpenIn, out *fuse.OpenOut) {
 	n := h.node(r, in.NodeId)
@@ -101,7 +129,7 @@ func parseDirent(b []byte) (dirent, bool) {
 // directory ends, refilling the buffer with getdents when it runs dry.
 func (h *handlers) fillDir(r *request, hd *backing.Handle, out *fuse.DirEntryList, plus bool) {
 	ds := hd.Dir
-	var lookups []pendingLookup
+	lookups := h.lookups[:0] // lookupAll is done with it before fillDir returns
 	for {
 		if ds.Pos >= ds.Len {
 			if ds.EOF {
@@ -111,9 +139,15 @@ func (h *handlers) fillDir(r *request, hd *backing.Handle, out *fuse.DirEntryLis
 				break // answer what we have; its lookups must finish first
 			}
 			if ds.Buf == nil {
-				ds.Buf = make([]byte, direntBufSize)
+				ds.Buf = h.dirBufs.get()
 			}
-			h.then(r, aio.Getdents(hd.Fd, ds.Buf), func(n int64) {
+			ds.Pending = true
+			h.submit(r, aio.Getdents(hd.Fd, ds.Buf), func(n int64) {
+				ds.Pending = false
+				if n < 0 {
+					r.fail(n)
+					return
+				}
 				ds.Len, ds.Pos, ds.EOF = int(n), 0, n == 0
 				h.fillDir(r, hd, out, plus)
 			})
@@ -147,6 +181,8 @@ func (h *handlers) fillDir(r *request, hd *backing.Handle, out *fuse.DirEntryLis
 		return
 	}
 	h.lookupAll(r, hd.NodeID, lookups)
+	clear(lookups) // its names and outputs belong to the request
+	h.lookups = lookups[:0]
 }
 
 type pendingLookup struct {
@@ -215,7 +251,7 @@ func (h *handlers) lookupHeld(dir *backing.Node, key backing.Key, l pendingLooku
 // path through the backend, never resolve's on-the-spot one: a listing's
 // entries are many lookups at once, which the pool's workers share out
 // over the cores (1 000 entries: 4.8 ms, against 7.7 ms one after another
-// on the loop; docs/BENCHMARKS.md).
+// on the loop; docs/BENCHMARKS-history.md).
 func (h *handlers) lookupQuiet(dir *backing.Node, name string, known bool, out *fuse.EntryOut, done func()) {
 	run := func(op *aio.Op, k func(int64)) { h.loop.Submit(op, k) }
 	h.resolvePath(run, dir, name, known, out, h.named(dir.ID, name, func(*backing.Node) { done() }), func(int64) { done() })

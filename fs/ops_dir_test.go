@@ -281,3 +281,53 @@ func TestReadDirPlusHeldInodes(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkReadDirPlus1000 lists a 1 000-entry directory through the
+// mount, READDIRPLUS on and every listing reaching the daemon (timeouts
+// 0, no directory cache), as evfs bench's readdir-1000 does. The daemon
+// runs in this process, so B/op is mostly what it allocates per listing:
+// what sets how often its garbage collector runs (aio/recycle.go).
+//
+//	go test -run '^$' -bench ReadDirPlus1000 -benchmem ./fs
+func BenchmarkReadDirPlus1000(b *testing.B) {
+	for _, backend := range []string{"uring", "pool", "sync"} {
+		b.Run(backend, func(b *testing.B) {
+			fstest.SkipUnavailable(b, backend)
+			mnt, backing := fstest.Mount(b, backend, fstest.WithTimeouts(0, 0), fstest.ReadDirPlus)
+			dir := filepath.Join(backing, "d")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			for i := range 1000 {
+				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d", i)), nil, 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+			path := filepath.Join(mnt, "d")
+			buf := make([]byte, 64<<10)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				total := 0
+				for {
+					n, err := unix.Getdents(fd, buf)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if n == 0 {
+						break
+					}
+					total += n
+				}
+				unix.Close(fd)
+				if total == 0 {
+					b.Fatal("empty listing")
+				}
+			}
+		})
+	}
+}

@@ -120,6 +120,7 @@ func (h *handlers) pathOf(r *request, parent *backing.Node, name string, fd int,
 	}
 	opened := aio.StatxResident(fd, statFlags)
 	h.then(r, opened, func(int64) {
+		key := backing.KeyOf(&opened.Stat) // copied: opened is recycled when this returns
 		h.submit(r, aio.Openat2(parent.Fd, name, unix.O_PATH|unix.O_NOFOLLOW, 0, unix.RESOLVE_NO_XDEV), func(res int64) {
 			if res < 0 {
 				viaProc()
@@ -127,7 +128,7 @@ func (h *handlers) pathOf(r *request, parent *backing.Node, name string, fd int,
 			}
 			named := aio.StatxResident(int(res), statFlags)
 			h.submit(r, named, func(st int64) {
-				if st == 0 && backing.KeyOf(&named.Stat) == backing.KeyOf(&opened.Stat) {
+				if st == 0 && backing.KeyOf(&named.Stat) == key {
 					k(res)
 					return
 				}
@@ -265,6 +266,7 @@ func (h *handlers) Release(r *request, in *fuse.ReleaseIn) {
 		return
 	}
 	h.locks.dropHandle(hd.NodeID, hd.ID)
+	h.dirBufs.put(hd.Dir)
 	// On a memory root this close runs on the spot (markMemory) while
 	// the request's node is in the table: the node's own fd keeps the
 	// inode, so the close frees nothing. Once the node is forgotten the

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"evfs/aio"
 )
 
@@ -156,7 +158,15 @@ func (l *Loop) Stop() { l.Post("stop", func() { l.stopping = true }) }
 
 // Submit starts op and arranges for k to run on the loop with its result.
 // It returns the op's id, usable with Cancel. Loop-only.
+//
+// op is the loop's until k returns, and then recycled (aio/recycle.go):
+// submit an op once, and copy out any result needed after k.
 func (l *Loop) Submit(op *aio.Op, k Continuation) uint64 {
+	if op.Recycled() {
+		l.log.Error("BUG: an op submitted again after its continuation returned", "op", op.Kind.String())
+		op = aio.Nop()
+		op.Fail = unix.EINVAL
+	}
 	if l.faults != nil {
 		l.inject(op)
 	}
@@ -306,7 +316,7 @@ func (l *Loop) turn() bool {
 }
 
 func (l *Loop) complete(c aio.Completion) {
-	k := l.ops.take(c.ID)
+	op, k := l.ops.take(c.ID)
 	if k == nil {
 		// Invariant 3: every completion has exactly one continuation.
 		l.stats.Unknown++
@@ -318,6 +328,7 @@ func (l *Loop) complete(c aio.Completion) {
 		l.log.Debug("complete", "id", c.ID, "res", c.Res)
 	}
 	l.timed("completion", func() { k(c.Res) })
+	aio.Recycle(op) // nothing refers to op now: k has returned
 }
 
 // timed runs fn, tracks the longest single run and reports stalls: a

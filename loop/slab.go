@@ -54,15 +54,15 @@ func (s *slab) lookup(id uint64) *slot {
 	return sl
 }
 
-// take removes id and returns its continuation (nil if unknown).
-func (s *slab) take(id uint64) Continuation {
+// take removes id and returns its op and continuation (nil if unknown).
+func (s *slab) take(id uint64) (*aio.Op, Continuation) {
 	sl := s.lookup(id)
 	if sl == nil {
-		return nil
+		return nil, nil
 	}
-	k := sl.k
+	op, k := sl.op, sl.k
 	sl.op, sl.k, sl.live = nil, nil, false
 	s.free = append(s.free, uint32(id))
 	s.inUse--
-	return k
+	return op, k
 }
