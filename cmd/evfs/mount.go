@@ -311,7 +311,9 @@ func writeMemProfile(path string, logger *slog.Logger) {
 
 // defaultGCFloorMiB: readdir of 1 000 entries allocated ~240 KiB, and
 // the collector ran every ~6 ms of such listings with the default 4 MiB
-// heap goal; docs/BENCHMARKS-history.md (session 7) has what the floor changes.
+// heap goal; docs/BENCHMARKS-history.md (session 7) has what the floor
+// changes. Since ops are recycled (session 13) a listing allocates 47 KB,
+// and the floor matters less.
 const defaultGCFloorMiB = 16
 
 // gcBallast allocates mib MiB that are never touched: the heap goal

@@ -34,7 +34,7 @@ def cell(res, w, target):
     if not t or not hp or not pt:
         return "n/a"
     if w.endswith(("-x64", "-x32")):
-        s = "ops ×hp %s, ×go-fuse %s (%.1f k vs %.1f k)" % (
+        s = "ops ×hp %s, ×go-fuse %s (%.1f k; hp %.1f k)" % (
             fmt(t["ops_per_sec"] / hp["ops_per_sec"], 1.0, True),
             fmt(t["ops_per_sec"] / pt["ops_per_sec"], 1.0, True),
             t["ops_per_sec"] / 1e3, hp["ops_per_sec"] / 1e3)
