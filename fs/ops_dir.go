@@ -2,6 +2,8 @@ package fs
 
 import (
 	"encoding/binary"
+	"strings"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -100,6 +102,10 @@ type dirent struct {
 	size int
 }
 
+// parseDirent reads the record at the start of b. The name aliases b:
+// copied into the reply as it is, it costs no allocation, but whatever
+// keeps it (a READDIRPLUS lookup, a node's name) must clone it first,
+// since the getdents buffer is refilled and reused.
 func parseDirent(b []byte) (dirent, bool) {
 	const hdr = 19 // ino 8, off 8, reclen 2, type 1
 	if len(b) < hdr {
@@ -120,7 +126,7 @@ func parseDirent(b []byte) (dirent, bool) {
 		ino:  binary.NativeEndian.Uint64(b[0:]),
 		off:  binary.NativeEndian.Uint64(b[8:]),
 		typ:  b[18],
-		name: string(name),
+		name: unsafe.String(unsafe.SliceData(name), len(name)),
 		size: reclen,
 	}, true
 }
@@ -170,7 +176,7 @@ func (h *handlers) fillDir(r *request, hd *backing.Handle, out *fuse.DirEntryLis
 				break
 			}
 			if e.name != "." && e.name != ".." {
-				lookups = append(lookups, pendingLookup{e.name, e.ino, uint32(e.typ) << 12, eo})
+				lookups = append(lookups, pendingLookup{strings.Clone(e.name), e.ino, uint32(e.typ) << 12, eo})
 			}
 		}
 		ds.Pos += e.size

@@ -312,7 +312,7 @@ func writeMemProfile(path string, logger *slog.Logger) {
 // defaultGCFloorMiB: readdir of 1 000 entries allocated ~240 KiB, and
 // the collector ran every ~6 ms of such listings with the default 4 MiB
 // heap goal; docs/BENCHMARKS-history.md (session 7) has what the floor
-// changes. Since ops are recycled (session 13) a listing allocates 47 KB,
+// changes. Since ops are recycled (session 13) a listing allocates 43 KB,
 // and the floor matters less.
 const defaultGCFloorMiB = 16
 
