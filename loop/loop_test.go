@@ -147,7 +147,14 @@ func TestSpinAdapts(t *testing.T) {
 			}
 			ringWaits := uint64(0)
 			if b == "uring" {
-				ringWaits = spinsWhileOnRing(t, l)
+				// Up to three tries: when the machine is loaded (CI runs
+				// the integration suite beside this package) the loop can
+				// be descheduled long enough to look idle and not spin
+				// (CI: 9 once). Counted as worker ops, ring ops would
+				// give ~1 spin on every try.
+				for try := 0; try < 3 && ringWaits < 50; try++ {
+					ringWaits = max(ringWaits, spinsWhileOnRing(t, l))
+				}
 				if ringWaits < 50 {
 					t.Errorf("200 events waiting for ring ops: %d spins, want at least 50 (no worker needs the CPU)", ringWaits)
 				}
