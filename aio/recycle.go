@@ -14,8 +14,8 @@ package aio
 //
 // Under the race detector (go test -race, as CI runs the tests) no op is
 // ever reused: Recycle poisons it instead (recycle_race.go), so a result
-// read after the continuation returned is garbage a test sees, and a
-// second Submit panics.
+// read after the continuation returned is garbage a test sees, and the
+// loop answers a second Submit with EINVAL (loop.Submit).
 
 // newOp returns o in a recycled Op when there is one. The uring backend's
 // scratch buffers (NUL-terminated names, iovecs) keep their capacity.

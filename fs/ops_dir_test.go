@@ -290,7 +290,7 @@ func TestReadDirPlusHeldInodes(t *testing.T) {
 //
 //	go test -run '^$' -bench ReadDirPlus1000 -benchmem ./fs
 func BenchmarkReadDirPlus1000(b *testing.B) {
-	for _, backend := range []string{"uring", "pool", "sync"} {
+	for _, backend := range fstest.Backends {
 		b.Run(backend, func(b *testing.B) {
 			fstest.SkipUnavailable(b, backend)
 			mnt, backing := fstest.Mount(b, backend, fstest.WithTimeouts(0, 0), fstest.ReadDirPlus)
