@@ -36,6 +36,7 @@ type handlers struct {
 	evicting   bool        // an invalidation batch is in progress
 	evictions  uint64      // batches started
 	locks      lockTable   // POSIX locks granted through evfs (ops_lock.go)
+	io         ioOrder     // READs and WRITEs in flight, by node (ioorder.go)
 	queued     bool        // requests are queueing up (set by the session's drain; resident.go)
 	rootDev    uint64      // device of the backing root (resident.go)
 	swapOn     bool        // the machine has swap: no memory root (resident.go)

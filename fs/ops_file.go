@@ -155,11 +155,26 @@ func (h *handlers) Read(r *request, in *fuse.ReadIn, buf []byte, n *int) {
 		return
 	}
 	size := min(int(in.Size), len(buf))
-	op := ioOp(aio.Pread(hd.Fd, buf[:size], int64(in.Offset)), hd)
+	span, ready := h.io.begin(hd.NodeID, false, in.Offset, uint64(size))
+	if !ready {
+		h.io.wait(hd.NodeID, span, func() { h.read(r, hd, in, buf[:size], n, span) })
+		return
+	}
+	h.read(r, hd, in, buf[:size], n, span)
+}
+
+// read is READ's pread, once no earlier overlapping WRITE is in flight.
+func (h *handlers) read(r *request, hd *backing.Handle, in *fuse.ReadIn, buf []byte, n *int, span uint64) {
+	op := ioOp(aio.Pread(hd.Fd, buf, int64(in.Offset)), hd)
 	if hd.DelayReads {
 		op.Delay = h.opts.TestDelay
 	}
-	h.then(r, op, func(res int64) {
+	h.submit(r, op, func(res int64) {
+		h.io.end(hd.NodeID, span)
+		if res < 0 {
+			r.fail(res)
+			return
+		}
 		*n = int(res)
 		r.reply(fuse.OK)
 	})
@@ -181,23 +196,43 @@ func (h *handlers) Write(r *request, in *fuse.WriteIn, data [][]byte, n *uint32)
 		h.clearDirect(r, hd, in.Flags, func() { h.Write(r, in, data, n) })
 		return
 	}
-	write := func() {
-		var op *aio.Op
-		if len(data) == 1 {
-			op = aio.Pwrite(hd.Fd, data[0], int64(in.Offset))
-		} else {
-			op = aio.Pwritev(hd.Fd, data, int64(in.Offset))
+	span, ready := h.io.begin(hd.NodeID, true, in.Offset, uint64(in.Size))
+	switch {
+	case in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0:
+		killThenWrite := func() {
+			r.undo = func() { h.io.end(hd.NodeID, span) } // the statx or chmod failed
+			h.killSuidgid(r, hd.Fd, func() { r.undo = nil; h.write(r, hd, in, data, n, span) })
 		}
-		h.then(r, ioOp(op, hd), func(res int64) {
-			*n = uint32(res)
-			r.reply(fuse.OK)
-		})
+		if !ready {
+			h.io.wait(hd.NodeID, span, killThenWrite)
+			return
+		}
+		killThenWrite()
+	case !ready:
+		h.io.wait(hd.NodeID, span, func() { h.write(r, hd, in, data, n, span) })
+	default:
+		h.write(r, hd, in, data, n, span)
 	}
-	if in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
-		h.killSuidgid(r, hd.Fd, write)
-		return
+}
+
+// write is WRITE's pwritev, once no earlier overlapping READ or WRITE is
+// in flight.
+func (h *handlers) write(r *request, hd *backing.Handle, in *fuse.WriteIn, data [][]byte, n *uint32, span uint64) {
+	var op *aio.Op
+	if len(data) == 1 {
+		op = aio.Pwrite(hd.Fd, data[0], int64(in.Offset))
+	} else {
+		op = aio.Pwritev(hd.Fd, data, int64(in.Offset))
 	}
-	write()
+	h.submit(r, ioOp(op, hd), func(res int64) {
+		h.io.end(hd.NodeID, span)
+		if res < 0 {
+			r.fail(res)
+			return
+		}
+		*n = uint32(res)
+		r.reply(fuse.OK)
+	})
 }
 
 // directCleared reports whether the kernel file's O_DIRECT flag

@@ -211,7 +211,7 @@ func (s *session) newRequest(o op, buf []byte, hdr *fuse.InHeader) *request {
 		sess: s, buf: buf, ent: s.ent}
 	s.inflight[hdr.Unique] = r
 	if s.dbg {
-		s.log.Debug("rx", "op", fuseOpName(hdr.Opcode), "node", hdr.NodeId, "unique", hdr.Unique)
+		s.log.Debug("rx", "op", fuseOpName(hdr.Opcode), "node", hdr.NodeId, "unique", hdr.Unique, "pid", hdr.Pid)
 	}
 	return r
 }

@@ -17,6 +17,9 @@ type Snapshot struct {
 	// RingRequests are the requests FUSE over io_uring delivered
 	// (--transport uring; the others came through /dev/fuse).
 	RingRequests uint64
+	// OrderedIO counts READs and WRITEs that waited for an earlier
+	// overlapping one to finish (ioorder.go).
+	OrderedIO uint64
 }
 
 // Tables are the sizes of the node and handle tables: what the mount
@@ -37,7 +40,7 @@ func (m *Mount) Snapshot(ctx context.Context) (Snapshot, error) {
 	m.Loop.Post("stats", func() {
 		h := m.h
 		s := Snapshot{Taken: time.Now(), Loop: m.Loop.Stats(), Tables: Tables{
-			Nodes: h.nodes.Len(), NodeFds: h.nodes.Fds(), Handles: h.handles.Len(), Evictions: h.evictions}}
+			Nodes: h.nodes.Len(), NodeFds: h.nodes.Fds(), Handles: h.handles.Len(), Evictions: h.evictions}, OrderedIO: h.io.waited}
 		if m.sess != nil && m.sess.ring != nil {
 			s.RingRequests = m.sess.ring.requests
 		}

@@ -173,7 +173,7 @@ func (l *Loop) Submit(op *aio.Op, k Continuation) uint64 {
 	id := l.ops.put(op, k)
 	l.stats.Submitted++
 	if l.debug {
-		l.log.Debug("submit", "id", id, "op", op.Kind.String(), "fd", op.Fd, "path", op.Path)
+		l.log.Debug("submit", "id", id, "op", op.Kind.String(), "fd", op.Fd, "path", op.Path, "off", op.Off, "len", len(op.Buf))
 	}
 	l.backend.Submit(id, op)
 	return id

@@ -49,6 +49,7 @@ var (
 	mNodeFds       = metricDesc("evfs_node_fds", "O_PATH fds the node table owns (an open file's node fd holds its handle's file, owned by the handle).")
 	mHandles       = metricDesc("evfs_open_handles", "Open files and directories (handle table entries).")
 	mEvictions     = metricDesc("evfs_node_evictions_total", "Batches of names the kernel was asked to forget because node fds reached their budget.")
+	mOrderedIO     = metricDesc("evfs_ordered_io_total", "READs and WRITEs that waited for an earlier overlapping one to finish.")
 	mBSubmitted    = metricDesc("evfs_backend_submitted_total", "Operations submitted to the asynchronous I/O backend.", "backend")
 	mBCompleted    = metricDesc("evfs_backend_completed_total", "Operations the backend completed.", "backend")
 	mBFallbacks    = metricDesc("evfs_backend_fallbacks_total", "Operations the uring backend handed to its worker pool.", "backend")
@@ -66,7 +67,7 @@ type metricsCollector struct {
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mInfo, mRequests, mRequestErrors, mRequestDur, mInflight, mQueueDepth,
 		mEvents, mPosts, mWakes, mBusy, mWait, mLongest, mStalls, mSpins, mUnknown,
-		mNodes, mNodeFds, mHandles, mEvictions,
+		mNodes, mNodeFds, mHandles, mEvictions, mOrderedIO,
 		mBSubmitted, mBCompleted, mBFallbacks, mBInline, mBRingFull} {
 		ch <- d
 	}
@@ -110,6 +111,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(mNodeFds, float64(s.Tables.NodeFds))
 	gauge(mHandles, float64(s.Tables.Handles))
 	counter(mEvictions, float64(s.Tables.Evictions))
+	counter(mOrderedIO, float64(s.OrderedIO))
 	b := c.meta.Backend
 	counter(mBSubmitted, float64(l.Backend.Submitted), b)
 	counter(mBCompleted, float64(l.Backend.Completed), b)

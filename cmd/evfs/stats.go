@@ -163,8 +163,8 @@ func renderStats(prev, doc *statsDoc) string {
 	fmt.Fprintf(&b, "backend  %s: submitted %d   completed %d   inline %d   fallbacks %d   ring-full %d\n",
 		bs.Name, bs.Submitted, bs.Completed, bs.Inline, bs.Fallbacks, bs.RingFull)
 	tb := doc.Tables
-	fmt.Fprintf(&b, "tables   nodes %d (own fds %d)   open handles %d   evictions %d\n\n",
-		tb.Nodes, tb.NodeFds, tb.Handles, tb.Evictions)
+	fmt.Fprintf(&b, "tables   nodes %d (own fds %d)   open handles %d   evictions %d   ordered I/O %d\n\n",
+		tb.Nodes, tb.NodeFds, tb.Handles, tb.Evictions, doc.OrderedIO)
 
 	fmt.Fprintf(&b, "%-16s %10s %10s %8s %9s %9s %9s\n", "OP", "COUNT", "RATE/s", "ERRORS", "P50", "P99", "MAX")
 	if len(doc.Ops) == 0 {

@@ -30,6 +30,9 @@ type statsDoc struct {
 	Loop         statsLoop    `json:"loop"`
 	BackendStats statsBackend `json:"backend_stats"`
 	Tables       statsTables  `json:"tables"`
+	// OrderedIO counts READs and WRITEs that waited for an earlier
+	// overlapping one (fs/ioorder.go).
+	OrderedIO uint64 `json:"ordered_io"`
 
 	// LatencyBounds are the exclusive upper edges, in seconds, of the
 	// latency buckets but the last, which has no upper edge: every
@@ -143,6 +146,7 @@ func newStatsDoc(meta statsMeta, s fs.Snapshot) *statsDoc {
 		},
 		Tables: statsTables{Nodes: s.Tables.Nodes, NodeFds: s.Tables.NodeFds,
 			Handles: s.Tables.Handles, Evictions: s.Tables.Evictions},
+		OrderedIO:     s.OrderedIO,
 		LatencyBounds: latencyBounds,
 		Ops:           make([]statsOp, 0, len(s.Ops)),
 	}
