@@ -1,5 +1,7 @@
 package fs
 
+import "math"
+
 // Overlapping I/O on one inode takes effect in the order it arrived.
 //
 // The kernel can send a READ of a range while a WRITE of that range is
@@ -13,7 +15,10 @@ package fs
 // then caches. So a READ or WRITE that overlaps an earlier one still in
 // flight, where either of the two writes, waits for it. Reads among
 // themselves never wait, and a file with no write in flight pays one
-// map lookup.
+// map lookup. The other ops that change bytes take part as writes:
+// FALLOCATE, the destination of COPY_FILE_RANGE (its source as a read)
+// and a truncating SETATTR, from the new size on. The kernel sends an
+// O_DIRECT READ during each of them too (TestOverlappingIOInArrivalOrder).
 
 // ioSpan is one READ or WRITE admitted on a node: running, or waiting
 // for an earlier overlapping span (resume is then non-nil).
@@ -61,6 +66,9 @@ func (o *ioOrder) begin(node uint64, write bool, off, size uint64) (id uint64, r
 	}
 	o.nextID++
 	s := ioSpan{id: o.nextID, write: write, off: off, end: off + max(size, 1)}
+	if s.end < off {
+		s.end = math.MaxUint64 // to the end of any file
+	}
 	ready = true
 	if write || q.writes > 0 {
 		for i := range q.spans {
@@ -134,6 +142,20 @@ func (o *ioOrder) end(node, id uint64) {
 			return // the resumed work ended the last span
 		}
 	}
+}
+
+// inOrder runs start once every earlier overlapping span of node that
+// conflicts has ended; start's op must end the span (h.io.end) when it
+// completes, and whatever answers the request with an error before that
+// must end it too. For the rarer ops; READ and WRITE inline this to keep
+// a closure off their path.
+func (h *handlers) inOrder(node uint64, write bool, off, size uint64, start func(span uint64)) {
+	span, ready := h.io.begin(node, write, off, size)
+	if !ready {
+		h.io.wait(node, span, func() { start(span) })
+		return
+	}
+	start(span)
 }
 
 // blocked reports whether span i of q conflicts with a span before it.

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"math"
 	"slices"
 	"testing"
 )
@@ -69,4 +70,13 @@ func TestIOOrder(t *testing.T) {
 	if len(o.queues) != 0 {
 		t.Errorf("queues left: %v", o.queues)
 	}
+
+	// A span running past the largest offset (a truncate's) ends there
+	// instead of wrapping around to cover nothing.
+	started = nil
+	trunc := begin("truncate", 2, true, 100, math.MaxUint64-50)
+	begin("read at the end", 2, false, math.MaxUint64-10, 5)
+	want("the read waits", "truncate")
+	o.end(2, trunc)
+	want("then runs", "truncate", "read at the end")
 }

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"math"
 	"syscall"
 	"unsafe"
 
@@ -102,12 +103,21 @@ func (h *handlers) SetAttr(r *request, in *fuse.SetAttrIn, out *fuse.AttrOut) {
 		fd = hd.Fd
 	}
 	_, modeSet := in.GetMode()
+	run := func() { h.sequence(r, steps, func() { h.statInto(r, n, fd, out) }) }
 	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 && !modeSet {
 		// An unprivileged truncate (see killSuidgid).
-		h.sequence(r, steps, func() { h.killSuidgid(r, fd, func() { h.statInto(r, n, fd, out) }) })
+		run = func() { h.sequence(r, steps, func() { h.killSuidgid(r, fd, func() { h.statInto(r, n, fd, out) }) }) }
+	}
+	if size, ok := in.GetSize(); ok {
+		// A truncate rewrites the file from size on (ioorder.go); the span
+		// ends with the request.
+		h.inOrder(n.ID, true, size, math.MaxUint64-size, func(span uint64) {
+			r.atReply = func() { h.io.end(n.ID, span) }
+			run()
+		})
 		return
 	}
-	h.sequence(r, steps, func() { h.statInto(r, n, fd, out) })
+	run()
 }
 
 // setattrTimes turns SETATTR's time fields into utimensat's argument.

@@ -333,8 +333,15 @@ func (h *handlers) Fallocate(r *request, in *fuse.FallocateIn) {
 		r.errno(unix.EINVAL)
 		return
 	}
-	h.then(r, aio.Fallocate(hd.Fd, in.Mode, int64(in.Offset), int64(in.Length)), func(int64) {
-		r.reply(fuse.OK)
+	h.inOrder(hd.NodeID, true, in.Offset, in.Length, func(span uint64) {
+		h.submit(r, aio.Fallocate(hd.Fd, in.Mode, int64(in.Offset), int64(in.Length)), func(res int64) {
+			h.io.end(hd.NodeID, span)
+			if res < 0 {
+				r.fail(res)
+				return
+			}
+			r.reply(fuse.OK)
+		})
 	})
 }
 
@@ -363,9 +370,50 @@ func (h *handlers) CopyFileRange(r *request, in *fuse.CopyFileRangeIn, n *uint32
 	// Offsets go to copy_file_range as they are: it vets them itself
 	// (EINVAL, EOVERFLOW, EFBIG, in its own order).
 	length := min(in.Len, 1<<30) // the reply carries a uint32 count
-	op := aio.CopyFileRange(src.Fd, int64(in.OffIn), dst.Fd, int64(in.OffOut), int64(length), int(in.Flags))
-	h.then(r, op, func(res int64) {
-		*n = uint32(res)
-		r.reply(fuse.OK)
-	})
+	copyRange := func() {
+		op := aio.CopyFileRange(src.Fd, int64(in.OffIn), dst.Fd, int64(in.OffOut), int64(length), int(in.Flags))
+		h.then(r, op, func(res int64) {
+			*n = uint32(res)
+			r.reply(fuse.OK)
+		})
+	}
+	h.copyInOrder(r, src.NodeID, in.OffIn, dst.NodeID, in.OffOut, length, copyRange)
+}
+
+// copyInOrder runs the copy once the source range may be read and the
+// destination range written (ioorder.go), and ends both spans when the
+// request is answered. Both spans are admitted now, at arrival, so that
+// on every node a span waits only for requests that arrived before it
+// (no two copies can each hold what the other waits for). A copy within
+// one file takes one write span over both ranges: its own read must not
+// hold back its write.
+func (h *handlers) copyInOrder(r *request, srcNode, srcOff, dstNode, dstOff, length uint64, run func()) {
+	if srcNode == dstNode {
+		lo, hi := min(srcOff, dstOff), max(srcOff, dstOff)
+		h.inOrder(dstNode, true, lo, hi-lo+length, func(span uint64) {
+			r.atReply = func() { h.io.end(dstNode, span) }
+			run()
+		})
+		return
+	}
+	in, inReady := h.io.begin(srcNode, false, srcOff, length)
+	out, outReady := h.io.begin(dstNode, true, dstOff, length)
+	r.atReply = func() { h.io.end(srcNode, in); h.io.end(dstNode, out) }
+	waiting := 0
+	ready := func() {
+		if waiting--; waiting == 0 {
+			run()
+		}
+	}
+	if !inReady {
+		waiting++
+		h.io.wait(srcNode, in, ready)
+	}
+	if !outReady {
+		waiting++
+		h.io.wait(dstNode, out, ready)
+	}
+	if waiting == 0 {
+		run()
+	}
 }

@@ -30,6 +30,9 @@ type request struct {
 	// releases what earlier steps of the chain acquired (CREATE's open
 	// file), whichever later step failed.
 	undo func()
+	// atReply, if set, runs when the request is answered, whatever the
+	// status: it ends the request's I/O spans (ioorder.go).
+	atReply func()
 
 	// Requests read by evfs's own transport (session.go) are answered by
 	// writing to /dev/fuse instead of waking a go-fuse goroutine: sess is
@@ -60,7 +63,7 @@ func newRequest(o op, hdr *fuse.InHeader, stats *opStats) *request {
 	r := requestPool.Get().(*request)
 	r.op, r.hdr, r.stats, r.start = o, hdr, stats, time.Now()
 	r.status, r.opID, r.interrupted, r.progressed, r.replied, r.offRoot = fuse.OK, 0, false, false, false, false
-	r.undo = nil
+	r.undo, r.atReply = nil, nil
 	return r
 }
 
@@ -76,6 +79,10 @@ func (r *request) reply(st fuse.Status) {
 		if st != fuse.OK {
 			undo()
 		}
+	}
+	if atReply := r.atReply; atReply != nil {
+		r.atReply = nil
+		atReply()
 	}
 	r.stats.record(r.op, st == fuse.OK, time.Since(r.start))
 	if r.sess != nil {
