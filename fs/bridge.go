@@ -2,7 +2,6 @@ package fs
 
 import (
 	"log/slog"
-	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -58,7 +57,7 @@ func (b *Bridge) call(cancel <-chan struct{}, r *request, fn func(*request)) fus
 
 func (b *Bridge) debugReply(r *request, st fuse.Status) {
 	if b.dbg {
-		b.log.Debug("tx", "op", r.op.String(), "unique", r.hdr.Unique, "status", st.String(), "took", time.Since(r.start))
+		b.log.Debug("tx", "op", r.op.String(), "unique", r.hdr.Unique, "status", st.String(), "took", loop.Mono()-r.start)
 	}
 }
 

@@ -14,14 +14,15 @@ import "math"
 // the READ may run first and hand back the old bytes, which the kernel
 // then caches. So a READ or WRITE that overlaps an earlier one still in
 // flight, where either of the two writes, waits for it. Reads among
-// themselves never wait, and a file with no write in flight pays one
-// map lookup. The other ops that change bytes take part as writes:
+// themselves never wait: a read with no write in flight on its file
+// costs a map insert and delete, nothing more. The other ops that change bytes take part as writes:
 // FALLOCATE, the destination of COPY_FILE_RANGE (its source as a read)
 // and a truncating SETATTR, from the new size on. The kernel sends an
 // O_DIRECT READ during each of them too (TestOverlappingIOInArrivalOrder).
 
-// ioSpan is one READ or WRITE admitted on a node: running, or waiting
-// for an earlier overlapping span (resume is then non-nil).
+// ioSpan is the byte range of one request admitted on a node (a READ,
+// a WRITE, …): running, or waiting for an earlier overlapping span
+// (resume is then non-nil).
 type ioSpan struct {
 	id       uint64
 	write    bool

@@ -6,6 +6,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"evfs/loop"
 )
 
 // request is one FUSE request on its way through the loop. The go-fuse
@@ -14,8 +16,8 @@ import (
 type request struct {
 	op    op
 	hdr   *fuse.InHeader
-	start time.Time
-	stats *opStats // the loop-owned table its reply is counted in
+	start time.Duration // when it arrived (loop.Mono)
+	stats *opStats      // the loop-owned table its reply is counted in
 	done  chan struct{}
 
 	status fuse.Status
@@ -61,7 +63,7 @@ var requestPool = sync.Pool{New: func() any { return &request{done: make(chan st
 
 func newRequest(o op, hdr *fuse.InHeader, stats *opStats) *request {
 	r := requestPool.Get().(*request)
-	r.op, r.hdr, r.stats, r.start = o, hdr, stats, time.Now()
+	r.op, r.hdr, r.stats, r.start = o, hdr, stats, loop.Mono()
 	r.status, r.opID, r.interrupted, r.progressed, r.replied, r.offRoot = fuse.OK, 0, false, false, false, false
 	r.undo, r.atReply = nil, nil
 	return r
@@ -84,7 +86,7 @@ func (r *request) reply(st fuse.Status) {
 		r.atReply = nil
 		atReply()
 	}
-	r.stats.record(r.op, st == fuse.OK, time.Since(r.start))
+	r.stats.record(r.op, st == fuse.OK, loop.Mono()-r.start)
 	if r.sess != nil {
 		r.sess.send(r)
 		return

@@ -3,7 +3,6 @@ package fs
 import (
 	"log/slog"
 	"sync"
-	"time"
 	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -207,7 +206,7 @@ func (s *session) newRequest(o op, buf []byte, hdr *fuse.InHeader) *request {
 	} else {
 		r = &request{}
 	}
-	*r = request{op: o, hdr: hdr, start: time.Now(), stats: &s.h.stats, status: fuse.OK,
+	*r = request{op: o, hdr: hdr, start: loop.Mono(), stats: &s.h.stats, status: fuse.OK,
 		sess: s, buf: buf, ent: s.ent}
 	s.inflight[hdr.Unique] = r
 	if s.dbg {
@@ -239,7 +238,7 @@ func (s *session) send(r *request) {
 		s.sendEnt(r, st)
 	}
 	if s.dbg {
-		s.log.Debug("tx", "op", fuseOpName(r.hdr.Opcode), "unique", r.hdr.Unique, "status", st.String(), "took", time.Since(r.start))
+		s.log.Debug("tx", "op", fuseOpName(r.hdr.Opcode), "unique", r.hdr.Unique, "status", st.String(), "took", loop.Mono()-r.start)
 	}
 	s.finish(r)
 }

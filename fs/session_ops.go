@@ -2,10 +2,11 @@ package fs
 
 import (
 	"fmt"
-	"time"
 	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"evfs/loop"
 )
 
 // dispatch decodes one request read into buf (in is the message) and
@@ -20,7 +21,7 @@ func (s *session) dispatch(buf, in []byte) (waited bool) {
 		s.putBuf(buf)
 		return false
 	}
-	t0 := time.Now()
+	t0 := loop.Mono()
 	if !s.serve(buf, in, hdr) {
 		s.replyNow(buf, hdr, fuse.EIO)
 	}

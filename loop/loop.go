@@ -82,9 +82,9 @@ type Loop struct {
 	lockOS    bool
 	spin      time.Duration
 	gaps      idleGaps            // recent idle gaps: whether to spin (spin.go)
-	idleSince time.Time           // when the loop last ran out of work (spin.go)
+	idleSince time.Duration       // when the loop last ran out of work (Mono; spin.go)
 	slept     bool                // the loop woke from a sleep and has not yet looked for work (spin.go)
-	handoffAt time.Time           // when a turn last left ops in flight (spin.go)
+	handoffAt time.Duration       // when a turn last left ops in flight (Mono; spin.go)
 	skipSpin  bool                // SkipSpin was called (spin.go)
 	onPass    []func()            // OnPass hooks
 	faults    map[aio.Kind]*Fault // test-only; nil in production
@@ -225,17 +225,17 @@ func (l *Loop) Run() error {
 		}()
 	}
 	for {
-		start := time.Now()
+		start := Mono()
 		l.wokeTo(l.turn())
 		if l.stopping && l.ops.inUse == 0 && l.q.depth() == 0 {
-			l.stats.Busy += time.Since(start)
+			l.stats.Busy += Mono() - start
 			break
 		}
 		if l.backend.OnWorkers() > 0 {
 			l.handoffAt = start // work went to worker threads: no spin for a while (spin.go)
 		}
 		if l.yieldBeforeSleep() || l.spinBeforeSleep() {
-			l.stats.Busy += time.Since(start)
+			l.stats.Busy += Mono() - start
 			continue
 		}
 		// Announce the sleep, then look once more: a post or completion
@@ -244,16 +244,16 @@ func (l *Loop) Run() error {
 		l.q.sleeping.Store(true)
 		if l.turn() {
 			l.q.sleeping.Store(false)
-			l.stats.Busy += time.Since(start)
+			l.stats.Busy += Mono() - start
 			continue
 		}
-		busy := time.Since(start)
-		l.stats.Busy += busy
+		slept := Mono()
+		l.stats.Busy += slept - start
 		l.stats.Waits++
 		l.q.waiter.Sleep()
 		l.q.sleeping.Store(false)
 		l.slept = true
-		l.stats.Waiting += time.Since(start.Add(busy))
+		l.stats.Waiting += Mono() - slept
 	}
 	return l.backend.Close()
 }
@@ -293,8 +293,10 @@ func (l *Loop) turn() bool {
 	for {
 		srcs := len(l.sources) > 0 && l.drainSources()
 		evs := l.q.swap(l.spare)
+		t := Mono()
 		for i := range evs {
-			l.timed(evs[i].Name, evs[i].Run)
+			evs[i].Run()
+			t = l.track(evs[i].Name, t)
 			evs[i] = Event{}
 		}
 		l.stats.Events += uint64(len(evs))
@@ -302,8 +304,9 @@ func (l *Loop) turn() bool {
 
 		l.backend.Flush()
 		l.comps = l.backend.Reap(l.comps[:0])
+		t = Mono()
 		for _, c := range l.comps {
-			l.complete(c)
+			t = l.complete(c, t)
 		}
 		for _, fn := range l.onPass {
 			fn()
@@ -315,34 +318,35 @@ func (l *Loop) turn() bool {
 	}
 }
 
-func (l *Loop) complete(c aio.Completion) {
+// complete runs c's continuation, which started at t (Mono), then
+// recycles its op; it returns the time it finished.
+func (l *Loop) complete(c aio.Completion, t time.Duration) time.Duration {
 	op, k := l.ops.take(c.ID)
 	if k == nil {
 		// Invariant 3: every completion has exactly one continuation.
 		l.stats.Unknown++
 		l.log.Error("BUG: completion for unknown operation id", "id", c.ID, "res", c.Res)
-		return
+		return t
 	}
 	l.stats.Completed++
 	if l.debug {
 		l.log.Debug("complete", "id", c.ID, "res", c.Res)
 	}
-	l.timed("completion", func() { k(c.Res) })
+	k(c.Res)
 	aio.Recycle(op) // nothing refers to op now: k has returned
+	return l.track("completion", t)
 }
 
-// timed runs fn, tracks the longest single run and reports stalls: a
-// handler that holds the loop holds every request behind it.
-func (l *Loop) timed(name string, fn func()) {
-	t0 := time.Now()
-	fn()
-	l.Track(name, t0)
-}
+// Track records that work named name ran on the loop from t0 (Mono)
+// until now, for work the caller measured itself. Loop-only.
+func (l *Loop) Track(name string, t0 time.Duration) { l.track(name, t0) }
 
-// Track is timed for work the caller measured itself: name ran from t0
-// until now. Loop-only.
-func (l *Loop) Track(name string, t0 time.Time) {
-	d := time.Since(t0)
+// track keeps the longest single run and reports stalls: a handler that
+// holds the loop holds every request behind it. It returns now (Mono),
+// the start of whatever runs next.
+func (l *Loop) track(name string, t0 time.Duration) time.Duration {
+	now := Mono()
+	d := now - t0
 	if d > l.stats.Longest {
 		l.stats.Longest, l.stats.LongestName = d, name
 	}
@@ -350,4 +354,5 @@ func (l *Loop) Track(name string, t0 time.Time) {
 		l.stats.Stalls++
 		l.log.Warn("loop stalled", "event", name, "took", d, "threshold", l.stall)
 	}
+	return now
 }

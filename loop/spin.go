@@ -55,20 +55,20 @@ func (l *Loop) spinBeforeSleep() bool {
 		return false
 	}
 	if !l.slept { // after a wake that found nothing the idle gap goes on
-		l.idleSince = time.Now()
+		l.idleSince = Mono()
 	}
 	l.slept = false
 	skip := l.skipSpin
 	l.skipSpin = false
-	if skip || !l.gaps.short(l.spin) || l.idleSince.Sub(l.handoffAt) < handoffQuiet {
+	if skip || !l.gaps.short(l.spin) || l.idleSince-l.handoffAt < handoffQuiet {
 		return false
 	}
 	l.stats.Spins++
-	deadline := l.idleSince.Add(l.spin)
-	for time.Now().Before(deadline) {
+	deadline := l.idleSince + l.spin
+	for Mono() < deadline {
 		l.poller.poll(0)
 		if l.turn() {
-			l.gaps.add(time.Since(l.idleSince), l.spin)
+			l.gaps.add(Mono()-l.idleSince, l.spin)
 			return true
 		}
 		runtime.Gosched()                           // a pool worker readied on this P runs now
@@ -94,7 +94,7 @@ func (l *Loop) wokeTo(did bool) {
 	}
 	l.slept = false
 	if l.poller != nil && l.spin > 0 {
-		l.gaps.add(time.Since(l.idleSince), l.spin)
+		l.gaps.add(Mono()-l.idleSince, l.spin)
 	}
 }
 
