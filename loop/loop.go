@@ -93,7 +93,8 @@ type Loop struct {
 // New creates the loop and its backend; notice receives the backend
 // choice explanation when "auto" falls back.
 func New(cfg Config) (*Loop, error) {
-	l := &Loop{log: cfg.Logger, debug: cfg.Debug, onSignal: cfg.OnSignal, stall: cfg.StallThreshold}
+	l := &Loop{log: cfg.Logger, debug: cfg.Debug, onSignal: cfg.OnSignal, stall: cfg.StallThreshold,
+		handoffAt: -handoffQuiet} // no handoff yet: a loop started just after the process may spin at once
 	if l.stall == 0 {
 		l.stall = DefaultStall
 	}
