@@ -145,18 +145,18 @@ func (o *ioOrder) end(node, id uint64) {
 	}
 }
 
-// inOrder runs start once every earlier overlapping span of node that
-// conflicts has ended; start's op must end the span (h.io.end) when it
-// completes, and whatever answers the request with an error before that
-// must end it too. For the rarer ops; READ and WRITE inline this to keep
-// a closure off their path.
-func (h *handlers) inOrder(node uint64, write bool, off, size uint64, start func(span uint64)) {
+// inOrder admits r's span of node and runs start once every earlier
+// conflicting span has ended; the span ends when r is answered. For the
+// rarer ops: READ and WRITE do this inline and end their span in the
+// continuation, to keep closures off their path.
+func (h *handlers) inOrder(r *request, node uint64, write bool, off, size uint64, start func()) {
 	span, ready := h.io.begin(node, write, off, size)
+	r.atReply = func() { h.io.end(node, span) }
 	if !ready {
-		h.io.wait(node, span, func() { start(span) })
+		h.io.wait(node, span, start)
 		return
 	}
-	start(span)
+	start()
 }
 
 // blocked reports whether span i of q conflicts with a span before it.

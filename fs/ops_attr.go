@@ -109,12 +109,8 @@ func (h *handlers) SetAttr(r *request, in *fuse.SetAttrIn, out *fuse.AttrOut) {
 		run = func() { h.sequence(r, steps, func() { h.killSuidgid(r, fd, func() { h.statInto(r, n, fd, out) }) }) }
 	}
 	if size, ok := in.GetSize(); ok {
-		// A truncate rewrites the file from size on (ioorder.go); the span
-		// ends with the request.
-		h.inOrder(n.ID, true, size, math.MaxUint64-size, func(span uint64) {
-			r.atReply = func() { h.io.end(n.ID, span) }
-			run()
-		})
+		// A truncate rewrites the file from size on (ioorder.go).
+		h.inOrder(r, n.ID, true, size, math.MaxUint64-size, run)
 		return
 	}
 	run()

@@ -333,13 +333,8 @@ func (h *handlers) Fallocate(r *request, in *fuse.FallocateIn) {
 		r.errno(unix.EINVAL)
 		return
 	}
-	h.inOrder(hd.NodeID, true, in.Offset, in.Length, func(span uint64) {
-		h.submit(r, aio.Fallocate(hd.Fd, in.Mode, int64(in.Offset), int64(in.Length)), func(res int64) {
-			h.io.end(hd.NodeID, span)
-			if res < 0 {
-				r.fail(res)
-				return
-			}
+	h.inOrder(r, hd.NodeID, true, in.Offset, in.Length, func() {
+		h.then(r, aio.Fallocate(hd.Fd, in.Mode, int64(in.Offset), int64(in.Length)), func(int64) {
 			r.reply(fuse.OK)
 		})
 	})
@@ -390,10 +385,7 @@ func (h *handlers) CopyFileRange(r *request, in *fuse.CopyFileRangeIn, n *uint32
 func (h *handlers) copyInOrder(r *request, srcNode, srcOff, dstNode, dstOff, length uint64, run func()) {
 	if srcNode == dstNode {
 		lo, hi := min(srcOff, dstOff), max(srcOff, dstOff)
-		h.inOrder(dstNode, true, lo, hi-lo+length, func(span uint64) {
-			r.atReply = func() { h.io.end(dstNode, span) }
-			run()
-		})
+		h.inOrder(r, dstNode, true, lo, hi-lo+length, run)
 		return
 	}
 	in, inReady := h.io.begin(srcNode, false, srcOff, length)

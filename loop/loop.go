@@ -294,7 +294,10 @@ func (l *Loop) turn() bool {
 	for {
 		srcs := len(l.sources) > 0 && l.drainSources()
 		evs := l.q.swap(l.spare)
-		t := Mono()
+		var t time.Duration
+		if len(evs) > 0 {
+			t = Mono()
+		}
 		for i := range evs {
 			evs[i].Run()
 			t = l.track(evs[i].Name, t)
@@ -305,7 +308,9 @@ func (l *Loop) turn() bool {
 
 		l.backend.Flush()
 		l.comps = l.backend.Reap(l.comps[:0])
-		t = Mono()
+		if len(l.comps) > 0 {
+			t = Mono()
+		}
 		for _, c := range l.comps {
 			t = l.complete(c, t)
 		}
