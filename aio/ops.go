@@ -76,6 +76,14 @@ func StatxResident(fd int, flags int) *Op {
 	return op
 }
 
+// StatxNameResident stats name in the directory dirfd, without
+// following a final symlink, triggering an automount or asking a server.
+func StatxNameResident(dirfd int, name string) *Op {
+	op := Statx(dirfd, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT|unix.AT_STATX_DONT_SYNC)
+	op.Resident = true
+	return op
+}
+
 // Statx stats name relative to dirfd into op.Stat.
 func Statx(dirfd int, name string, flags int) *Op {
 	return newOp(Op{Kind: OpStatx, Fd: dirfd, Path: name, Flags: uint32(flags), Mask: StatxMask})

@@ -33,6 +33,9 @@ type Node struct {
 	// by: where to aim an entry invalidation when fds run short.
 	Parent uint64
 	Name   string
+	// Crossed: a name in this directory led to another file system (a
+	// mount point), so its names are resolved with RESOLVE_NO_XDEV only.
+	Crossed bool
 }
 
 // Nodes maps node ids to nodes. Owned by the loop goroutine; never touch

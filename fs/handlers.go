@@ -170,22 +170,65 @@ func (h *handlers) lookupName(r *request, parent *backing.Node, name string, out
 // submits one op; fail receives a negative result, after any fd opened
 // on the way is closed.
 //
-// On a resident parent (resident.go) it opens the name first,
-// openat2(O_PATH|O_NOFOLLOW, RESOLVE_NO_XDEV), and stats the new fd: the
-// open resolves from the dentry cache on the spot when it can and the
-// statx of a resident inode always does, so a lookup usually never
-// leaves the loop; an inode the table already holds leaves a spare fd,
-// closed on the spot too. A mount point answers EXDEV (a kernel without
-// openat2, ENOSYS) and takes the general path, as does every name under
-// a parent that is not resident, and every lookup while requests queue
-// up (h.queued: the pool's workers then share them out beside the loop).
+// On a resident parent (resident.go) nothing leaves the loop as a rule:
+//   - On a memory root (tmpfs, no swap) it stats the name first
+//     (statxKnown): most lookups are of inodes the table holds (entry
+//     timeouts of 0, hard links), which then cost one statx instead of
+//     open, statx and close.
+//   - Otherwise, and for an inode the table does not hold, it opens the
+//     name, openat2(O_PATH|O_NOFOLLOW, RESOLVE_NO_XDEV), and stats the
+//     new fd (openNoXdev): the open resolves from the dentry cache on the
+//     spot when it can and the statx of a resident inode always does; an
+//     inode the table already holds leaves a spare fd, closed on the spot
+//     too.
+//
+// A mount point answers EXDEV (a kernel without openat2, ENOSYS) and
+// takes the general path, as does every name under a parent that is not
+// resident, and every lookup while requests queue up on a disk file
+// system (h.queued: the pool's workers then share them out beside the
+// loop).
 func (h *handlers) resolve(run func(*aio.Op, func(int64)), parent *backing.Node, name string,
 	out *fuse.EntryOut, done func(*backing.Node), fail func(int64)) {
 	done = h.named(parent.ID, name, done)
-	if !h.resident(parent) || (h.queued && !h.memoryRootOK()) {
+	switch {
+	case !h.resident(parent) || (h.queued && !h.memoryRootOK()):
 		h.resolvePath(run, parent, name, true, out, done, fail)
-		return
+	case h.memoryRootOK() && !parent.Crossed:
+		h.statxKnown(run, parent, name, out, done, fail)
+	default:
+		h.openNoXdev(run, parent, name, out, done, fail)
 	}
+}
+
+// statxKnown is resolve's first step on a memory root: statx of the name
+// on the spot, which on tmpfs reads only memory. The name may be a mount
+// point of another file system; the statx then reaches that file
+// system's root inode, but with AT_STATX_DONT_SYNC (no server is asked:
+// NFS, FUSE — even this very mount — answer from their caches) and
+// AT_NO_AUTOMOUNT. The answer's device then differs from the parent's:
+// it is not used, and the parent is marked Crossed, so that its names are
+// opened with RESOLVE_NO_XDEV from then on (openNoXdev) and a mount point
+// is reached only through the backend.
+func (h *handlers) statxKnown(run func(*aio.Op, func(int64)), parent *backing.Node, name string,
+	out *fuse.EntryOut, done func(*backing.Node), fail func(int64)) {
+	st := aio.StatxNameResident(parent.Fd, name)
+	run(st, func(res int64) {
+		switch {
+		case res < 0:
+			fail(res)
+		case backing.KeyOf(&st.Stat).Dev != parent.Key.Dev:
+			parent.Crossed = true
+			h.openNoXdev(run, parent, name, out, done, fail)
+		case !h.known(&st.Stat, out, done):
+			h.openNoXdev(run, parent, name, out, done, fail)
+		}
+	})
+}
+
+// openNoXdev opens name in the resident parent with RESOLVE_NO_XDEV and
+// registers the new fd (resolve); a mount point takes the general path.
+func (h *handlers) openNoXdev(run func(*aio.Op, func(int64)), parent *backing.Node, name string,
+	out *fuse.EntryOut, done func(*backing.Node), fail func(int64)) {
 	run(aio.Openat2(parent.Fd, name, unix.O_PATH|unix.O_NOFOLLOW, 0, unix.RESOLVE_NO_XDEV), func(res int64) {
 		if res == -int64(unix.EXDEV) || res == -int64(unix.ENOSYS) {
 			h.resolvePath(run, parent, name, true, out, done, fail)
@@ -193,6 +236,18 @@ func (h *handlers) resolve(run func(*aio.Op, func(int64)), parent *backing.Node,
 		}
 		h.statNew(run, parent, res, out, done, fail)
 	})
+}
+
+// known answers a lookup from statx result st if the table holds its
+// inode: takes a reference, fills out and calls done. Loop-only.
+func (h *handlers) known(st *unix.Statx_t, out *fuse.EntryOut, done func(*backing.Node)) bool {
+	n := h.nodes.Ref(backing.KeyOf(st), uint32(st.Mode)&unix.S_IFMT)
+	if n == nil {
+		return false
+	}
+	h.fillEntry(n, st, out)
+	done(n)
+	return true
 }
 
 // resolvePath is resolve through the backend: for names that may be on
@@ -219,12 +274,9 @@ func (h *handlers) resolvePath(run func(*aio.Op, func(int64)), parent *backing.N
 			fail(res)
 			return
 		}
-		if n := h.nodes.Ref(backing.KeyOf(&st.Stat), uint32(st.Stat.Mode)&unix.S_IFMT); n != nil {
-			h.fillEntry(n, &st.Stat, out)
-			done(n)
-			return
+		if !h.known(&st.Stat, out, done) {
+			open() // unknown, or replaced since the statx
 		}
-		open() // unknown, or replaced since the statx
 	})
 }
 

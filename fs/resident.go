@@ -112,7 +112,10 @@ func (h *handlers) onSpot(n *backing.Node) bool {
 // an op (a plain openat or statx of a name), none of its later ops is
 // marked (request.offRoot): their fds may be on the other side. Names
 // are opened with RESOLVE_NO_XDEV on a resident parent (openName), so
-// this happens only for mount points.
+// this happens only for mount points. The one op by name done on the
+// spot is LOOKUP's first statx (handlers.statxKnown), which asks no
+// other file system's server and marks a directory where it found a
+// mount point, so that the next lookups there take the way above.
 //
 // One wait remains possible: a write takes the backing inode's lock, so
 // a process writing the backing file directly, at the same time, holds
