@@ -248,21 +248,36 @@ var backendCases = []struct {
 		}
 		mountFd := e.open(".", unix.O_RDONLY|unix.O_DIRECTORY)
 		pathFd := e.open("f", unix.O_PATH)
-		fd := int(e.do(OpenByHandleAt(pathFd, mountFd, mnt, unix.O_RDONLY)))
+		first := OpenByHandleAt(pathFd, mountFd, mnt, unix.O_RDONLY, nil)
+		fd := int(e.do(first))
 		if fd < 0 {
 			e.t.Fatalf("open by handle: %v", resErr(int64(fd)))
 		}
 		defer unix.Close(fd)
-		buf := make([]byte, 32)
-		if n, err := unix.Pread(fd, buf, 0); err != nil || string(buf[:n]) != "by handle" {
-			e.t.Fatalf("read through the handle's fd: %q %v", buf[:n], err)
+		readsBack := func(what string, fd int) {
+			buf := make([]byte, 32)
+			if n, err := unix.Pread(fd, buf, 0); err != nil || string(buf[:n]) != "by handle" {
+				e.t.Fatalf("read through %s: %q %v", what, buf[:n], err)
+			}
 		}
+		readsBack("the handle's fd", fd)
 		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || fl&unix.FD_CLOEXEC == 0 {
 			e.t.Fatalf("new fd lacks FD_CLOEXEC: %#x %v", fl, err)
 		}
-		e.wantErr("another mount's id", OpenByHandleAt(pathFd, mountFd, mnt+1, unix.O_RDONLY), unix.EXDEV)
-		e.wantErr("write to a directory", OpenByHandleAt(e.dfd, mountFd, mnt, unix.O_WRONLY), unix.EISDIR)
-		e.wantErr("bad fd", OpenByHandleAt(-1, mountFd, mnt, unix.O_RDONLY), unix.EBADF)
+		// The handle it looked up is left on the op; given back, the open
+		// uses it: here with the directory's fd, to show the handle wins.
+		if first.FileHandle == nil {
+			e.t.Fatal("open by handle left no FileHandle on the op")
+		}
+		again := int(e.do(OpenByHandleAt(e.dfd, mountFd, mnt, unix.O_RDONLY, first.FileHandle)))
+		if again < 0 {
+			e.t.Fatalf("open by a kept handle: %v", resErr(int64(again)))
+		}
+		defer unix.Close(again)
+		readsBack("a kept handle's fd", again)
+		e.wantErr("another mount's id", OpenByHandleAt(pathFd, mountFd, mnt+1, unix.O_RDONLY, nil), unix.EXDEV)
+		e.wantErr("write to a directory", OpenByHandleAt(e.dfd, mountFd, mnt, unix.O_WRONLY, nil), unix.EISDIR)
+		e.wantErr("bad fd", OpenByHandleAt(-1, mountFd, mnt, unix.O_RDONLY, nil), unix.EBADF)
 	}},
 	{"statx", func(e *env) {
 		e.file("f", "twelve bytes")

@@ -347,7 +347,7 @@ func TestNowaitResidentOpen(t *testing.T) {
 			mountFd := openFile(t, dir, unix.O_RDONLY|unix.O_DIRECTORY)
 			pathFd := openFile(t, path, unix.O_PATH)
 			byHandle := func(flags int) *Op {
-				op := OpenByHandleAt(pathFd, mountFd, mnt, flags)
+				op := OpenByHandleAt(pathFd, mountFd, mnt, flags, nil)
 				op.Resident = true
 				return op
 			}

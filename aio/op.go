@@ -163,7 +163,12 @@ type Op struct {
 	// name_to_handle_at reports): the open happens through the mount fd
 	// Fd2, and a bind mount inside the tree has other flags (read-only).
 	MountID int
-	Times   [2]unix.Timespec
+	// FileHandle is OpOpenByHandleAt's handle of Fd's inode. Nil, the
+	// backend looks it up (name_to_handle_at, checking MountID) and
+	// leaves it here: a caller that keeps it saves that syscall on the
+	// inode's next open.
+	FileHandle *unix.FileHandle
+	Times      [2]unix.Timespec
 
 	Stat   unix.Statx_t
 	Statfs unix.Statfs_t

@@ -51,9 +51,11 @@ func Openat2(dirfd int, name string, flags int, mode uint32, resolve uint64) *Op
 
 // OpenByHandleAt opens the inode of the O_PATH fd fd with flags, through
 // mountFd (an fd, not O_PATH, on the mount with id mountID): the result
-// is the new fd, or -EXDEV if fd is on another mount.
-func OpenByHandleAt(fd, mountFd, mountID int, flags int) *Op {
-	return newOp(Op{Kind: OpOpenByHandleAt, Fd: fd, Fd2: mountFd, MountID: mountID, Flags: uint32(flags)})
+// is the new fd, or -EXDEV if fd is on another mount. fh is fd's file
+// handle if the caller kept it from an earlier open (Op.FileHandle), or
+// nil.
+func OpenByHandleAt(fd, mountFd, mountID int, flags int, fh *unix.FileHandle) *Op {
+	return newOp(Op{Kind: OpOpenByHandleAt, Fd: fd, Fd2: mountFd, MountID: mountID, Flags: uint32(flags), FileHandle: fh})
 }
 
 // Close closes fd.

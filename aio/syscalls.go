@@ -133,14 +133,17 @@ func do(op *Op) (int64, error) {
 	case OpRemovexattr:
 		return 0, unix.Removexattr(op.Path, op.Path2)
 	case OpOpenByHandleAt:
-		h, mnt, err := unix.NameToHandleAt(op.Fd, "", unix.AT_EMPTY_PATH)
-		if err != nil {
-			return 0, err
+		if op.FileHandle == nil {
+			h, mnt, err := unix.NameToHandleAt(op.Fd, "", unix.AT_EMPTY_PATH)
+			if err != nil {
+				return 0, err
+			}
+			if mnt != op.MountID {
+				return 0, unix.EXDEV
+			}
+			op.FileHandle = &h
 		}
-		if mnt != op.MountID {
-			return 0, unix.EXDEV
-		}
-		fd, err := unix.OpenByHandleAt(op.Fd2, h, int(op.Flags)|unix.O_CLOEXEC)
+		fd, err := unix.OpenByHandleAt(op.Fd2, *op.FileHandle, int(op.Flags)|unix.O_CLOEXEC)
 		return int64(fd), err
 	}
 	return 0, unix.ENOSYS

@@ -8,6 +8,8 @@
 // to close (through aio) when an entry goes away.
 package backing
 
+import "golang.org/x/sys/unix"
+
 // RootID is the FUSE node id of the mount's root.
 const RootID = 1
 
@@ -33,6 +35,9 @@ type Node struct {
 	// by: where to aim an entry invalidation when fds run short.
 	Parent uint64
 	Name   string
+	// FileHandle is the inode's handle for opens by handle (fs/reopen.go),
+	// once the first such open has looked it up; nil before.
+	FileHandle *unix.FileHandle
 	// Crossed: a name in this directory led to another file system (a
 	// mount point), so its names are resolved with RESOLVE_NO_XDEV only.
 	Crossed bool

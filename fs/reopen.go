@@ -17,8 +17,9 @@ import (
 // on evfs-uring against 38 µs on evfs-sync, which opens on the loop).
 //
 // On the backing root's mount, when it is resident (resident.go), the
-// open goes by file handle instead: name_to_handle_at of the O_PATH fd,
-// then open_by_handle_at through a directory fd on the same mount. No
+// open goes by file handle instead: name_to_handle_at of the O_PATH fd
+// (once per node: the node keeps the handle), then open_by_handle_at
+// through a directory fd on the same mount. No
 // path is walked; the handle leads to the in-core inode the node's fd
 // holds, and the open method runs as in io_uring's inline openat —
 // with O_NONBLOCK (aio's nowait.resident), so that a lease another
@@ -72,13 +73,16 @@ func (h *handlers) reopen(r *request, n *backing.Node, flags int, k func(res int
 		viaProc()
 		return
 	}
-	op := aio.OpenByHandleAt(n.Fd, h.opts.handleFd, h.opts.handleMount, flags)
+	op := aio.OpenByHandleAt(n.Fd, h.opts.handleFd, h.opts.handleMount, flags, n.FileHandle)
 	op.Resident = h.onSpot(n)
 	h.submit(r, op, func(res int64) {
 		switch res {
 		case -int64(unix.EXDEV), -int64(unix.ESTALE), -int64(unix.EOPNOTSUPP):
 			viaProc()
 			return
+		}
+		if res >= 0 {
+			n.FileHandle = op.FileHandle // the inode's next open skips name_to_handle_at
 		}
 		k(res)
 	})
