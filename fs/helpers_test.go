@@ -175,3 +175,14 @@ func enableFuseURing(t *testing.T) {
 		t.Skip(err)
 	}
 }
+
+// mountTmpfs mounts a fresh tmpfs of size (a tmpfs size= option) on dir,
+// detached again at cleanup. Called before the FUSE mount over a backing
+// dir, its cleanup runs after the FUSE mount's (last-in first-out).
+func mountTmpfs(t testing.TB, dir, size string) {
+	t.Helper()
+	if err := unix.Mount("evfs-test", dir, "tmpfs", 0, "size="+size); err != nil {
+		t.Fatalf("mount a tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+}

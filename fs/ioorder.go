@@ -15,10 +15,11 @@ import "math"
 // then caches. So a READ or WRITE that overlaps an earlier one still in
 // flight, where either of the two writes, waits for it. Reads among
 // themselves never wait: a read with no write in flight on its file
-// costs a map insert and delete, nothing more. The other ops that change bytes take part as writes:
-// FALLOCATE, the destination of COPY_FILE_RANGE (its source as a read)
-// and a truncating SETATTR, from the new size on. The kernel sends an
-// O_DIRECT READ during each of them too (TestOverlappingIOInArrivalOrder).
+// costs a map insert and delete, nothing more. The other ops that change
+// bytes take part as writes: FALLOCATE, the destination of
+// COPY_FILE_RANGE (its source as a read) and a truncating SETATTR, from
+// the new size on. The kernel sends an O_DIRECT READ during each of them
+// too (TestOverlappingIOInArrivalOrder).
 
 // ioSpan is the byte range of one request admitted on a node (a READ,
 // a WRITE, …): running, or waiting for an earlier overlapping span

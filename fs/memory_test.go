@@ -25,11 +25,7 @@ func offLoop(t *testing.T, m *fs.Mount) uint64 {
 func memoryRoot(t *testing.T, backend string, residentData bool, opts ...fstest.Option) (m *fs.Mount, mnt, backing string) {
 	t.Helper()
 	mnt, backing = fstest.Dirs(t)
-	if err := unix.Mount("evfs-test", backing, "tmpfs", 0, "size=64m"); err != nil {
-		t.Fatalf("mount tmpfs as the backing dir: %v", err)
-	}
-	// Registered before the FUSE mount: cleanups run last-in first-out.
-	t.Cleanup(func() { unix.Unmount(backing, unix.MNT_DETACH) })
+	mountTmpfs(t, backing, "64m")
 	opts = append(opts, func(c *fs.Config) { c.NoResidentData = !residentData })
 	m = fstest.MountAt(t, backend, backing, mnt, opts...)
 	return m, mnt, backing

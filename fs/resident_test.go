@@ -39,20 +39,13 @@ func TestResidentStat(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				mnt, backing := fstest.Dirs(t)
 				if c.root == "tmpfs" {
-					if err := unix.Mount("evfs-test", backing, "tmpfs", 0, "size=8m"); err != nil {
-						t.Fatalf("mount tmpfs as the backing dir: %v", err)
-					}
-					t.Cleanup(func() { unix.Unmount(backing, unix.MNT_DETACH) })
+					mountTmpfs(t, backing, "8m")
 				}
 				sub := filepath.Join(backing, "sub")
 				if err := os.Mkdir(sub, 0o755); err != nil {
 					t.Fatal(err)
 				}
-				if err := unix.Mount("evfs-test", sub, "tmpfs", 0, "size=1m"); err != nil {
-					t.Fatalf("mount tmpfs inside the backing dir: %v", err)
-				}
-				// Registered before the FUSE mount: cleanups run last-in first-out.
-				t.Cleanup(func() { unix.Unmount(sub, unix.MNT_DETACH) })
+				mountTmpfs(t, sub, "1m")
 				mustWriteFile(t, filepath.Join(sub, "inner"), []byte("inside the nested tmpfs"), 0o644)
 				mustWriteFile(t, filepath.Join(backing, "top"), []byte("0123456789"), 0o600)
 
@@ -116,10 +109,7 @@ func TestLookupSeesBackingChanges(t *testing.T) {
 			t.Run(root, func(t *testing.T) {
 				mnt, backing := fstest.Dirs(t)
 				if root == "tmpfs" {
-					if err := unix.Mount("evfs-test", backing, "tmpfs", 0, "size=8m"); err != nil {
-						t.Fatalf("mount tmpfs as the backing dir: %v", err)
-					}
-					t.Cleanup(func() { unix.Unmount(backing, unix.MNT_DETACH) })
+					mountTmpfs(t, backing, "8m")
 				}
 				mustWriteFile(t, filepath.Join(backing, "a"), []byte("old"), 0o644)
 				fstest.MountAt(t, backend, backing, mnt)
