@@ -97,14 +97,27 @@ func TestSpinAdapts(t *testing.T) {
 				l.Post("ping", func() { close(ran) })
 				<-ran
 			}
-			s0 := l.Snapshot()
-			for i := 0; i < 20; i++ {
-				time.Sleep(5 * time.Millisecond)
-				ping()
+			// A loop descheduled for milliseconds between an event and
+			// its idle spell measures a short gap and spins (CI, load 8
+			// beside the integration suite: 9 spins). So the sparse
+			// phase gets three tries; a loop that does not adapt spins
+			// for all 20 events in each.
+			var sparse []uint64
+			var s1 Stats
+			for try := 0; try < 3; try++ {
+				s0 := l.Snapshot()
+				for i := 0; i < 20; i++ {
+					time.Sleep(5 * time.Millisecond)
+					ping()
+				}
+				s1 = l.Snapshot()
+				sparse = append(sparse, s1.Spins-s0.Spins)
+				if s1.Spins-s0.Spins <= 6 {
+					break
+				}
 			}
-			s1 := l.Snapshot()
-			if spins := s1.Spins - s0.Spins; spins > 6 {
-				t.Errorf("20 events 5 ms apart: %d spins, want at most 6 (the first few gaps)", spins)
+			if spins := sparse[len(sparse)-1]; spins > 6 {
+				t.Errorf("20 events 5 ms apart: %v spins in three tries, want at most 6 (the first few gaps)", sparse)
 			}
 			for i := 0; i < 500; i++ {
 				ping()
@@ -159,8 +172,8 @@ func TestSpinAdapts(t *testing.T) {
 					t.Errorf("200 events waiting for ring ops: %d spins, want at least 50 (no worker needs the CPU)", ringWaits)
 				}
 			}
-			t.Logf("spins: %d for 20 events 5 ms apart, %d for 500 back to back, %d for 100 with SkipSpin, %d for 200 with worker ops, %d for 200 with ring ops",
-				s1.Spins-s0.Spins, backToBack, s25.Spins-s1.Spins-backToBack, s3.Spins-s2.Spins, ringWaits)
+			t.Logf("spins: %v for 20 events 5 ms apart, %d for 500 back to back, %d for 100 with SkipSpin, %d for 200 with worker ops, %d for 200 with ring ops",
+				sparse, backToBack, s25.Spins-s1.Spins-backToBack, s3.Spins-s2.Spins, ringWaits)
 		})
 	}
 }
