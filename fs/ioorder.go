@@ -15,7 +15,7 @@ import "math"
 // then caches. So a READ or WRITE that overlaps an earlier one still in
 // flight, where either of the two writes, waits for it. Reads among
 // themselves never wait: a read with no write in flight on its file
-// costs a map insert and delete, nothing more. The other ops that change
+// costs a map lookup, nothing more. The other ops that change
 // bytes take part as writes: FALLOCATE, the destination of
 // COPY_FILE_RANGE (its source as a read) and a truncating SETATTR, from
 // the new size on. The kernel sends an O_DIRECT READ during each of them
@@ -44,7 +44,12 @@ type ioQueue struct {
 // ioOrder tracks the spans of nodes with I/O in flight. Owned by the loop
 // goroutine; never touch from elsewhere.
 type ioOrder struct {
-	queues map[uint64]*ioQueue // by node id; absent when nothing is in flight
+	// queues holds a queue for every node with I/O in flight, by node id,
+	// and one more: the last queue to empty (idle) stays until another
+	// empties, so I/O on one file at a time (QD1) finds its queue with a
+	// lookup instead of an insert and a delete per request.
+	queues map[uint64]*ioQueue
+	idle   uint64 // node whose empty queue is kept, 0 if none
 	spare  []*ioQueue
 	nextID uint64
 	waited uint64 // spans that had to wait (Snapshot.OrderedIO)
@@ -65,6 +70,8 @@ func (o *ioOrder) begin(node uint64, write bool, off, size uint64) (id uint64, r
 			q = &ioQueue{}
 		}
 		o.queues[node] = q
+	} else if node == o.idle {
+		o.idle = 0
 	}
 	o.nextID++
 	s := ioSpan{id: o.nextID, write: write, off: off, end: off + max(size, 1)}
@@ -104,7 +111,7 @@ func (o *ioOrder) wait(node, id uint64, resume func()) {
 // holding back, in arrival order.
 func (o *ioOrder) end(node, id uint64) {
 	q := o.queues[node]
-	if q == nil {
+	if q == nil || len(q.spans) == 0 {
 		return
 	}
 	for i := range q.spans {
@@ -117,11 +124,10 @@ func (o *ioOrder) end(node, id uint64) {
 		}
 	}
 	if len(q.spans) == 0 {
-		delete(o.queues, node)
-		q.spans = q.spans[:0]
-		if len(o.spare) < 64 {
-			o.spare = append(o.spare, q)
+		if o.idle != 0 && o.idle != node {
+			o.drop(o.idle)
 		}
+		o.idle = node
 		return
 	}
 	// A waiting span starts once no span before it, running or waiting,
@@ -140,9 +146,19 @@ func (o *ioOrder) end(node, id uint64) {
 			started = true
 			break
 		}
-		if o.queues[node] != q {
+		if o.queues[node] != q || len(q.spans) == 0 {
 			return // the resumed work ended the last span
 		}
+	}
+}
+
+// drop removes node's empty queue from the map, keeping it for reuse.
+func (o *ioOrder) drop(node uint64) {
+	q := o.queues[node]
+	delete(o.queues, node)
+	q.spans = q.spans[:0]
+	if len(o.spare) < 64 {
+		o.spare = append(o.spare, q)
 	}
 }
 

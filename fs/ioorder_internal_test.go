@@ -8,7 +8,8 @@ import (
 
 // TestIOOrder: reads overlap freely; a write waits for every earlier
 // overlapping span and holds back every later one; waiting spans start
-// in arrival order; a node's queue goes away with its last span.
+// in arrival order; a node's queue goes away with its last span, but for
+// the one kept idle.
 func TestIOOrder(t *testing.T) {
 	var o ioOrder
 	var started []string
@@ -50,9 +51,7 @@ func TestIOOrder(t *testing.T) {
 		o.end(7, id)
 	}
 	o.end(9, w2)
-	if len(o.queues) != 0 {
-		t.Errorf("queues left: %v", o.queues)
-	}
+	idleOnly(t, &o)
 	o.end(7, r3) // an unknown span: nothing happens
 
 	// A write, then a read and a write each overlapping the one before:
@@ -67,16 +66,49 @@ func TestIOOrder(t *testing.T) {
 	o.end(1, b)
 	want("c after b", "a", "b", "c")
 	o.end(1, c)
-	if len(o.queues) != 0 {
-		t.Errorf("queues left: %v", o.queues)
-	}
+	idleOnly(t, &o)
 
 	// A span running past the largest offset (a truncate's) ends there
 	// instead of wrapping around to cover nothing.
 	started = nil
 	trunc := begin("truncate", 2, true, 100, math.MaxUint64-50)
-	begin("read at the end", 2, false, math.MaxUint64-10, 5)
+	atEnd := begin("read at the end", 2, false, math.MaxUint64-10, 5)
 	want("the read waits", "truncate")
 	o.end(2, trunc)
 	want("then runs", "truncate", "read at the end")
+	o.end(2, atEnd)
+
+	// The idle queue is reused by its node and dropped when another node's
+	// queue empties; a stray end on it changes nothing.
+	started = nil
+	x := begin("x", 3, true, 0, 10)
+	o.end(3, x)
+	if o.idle != 3 || len(o.queues) > 2 {
+		t.Fatalf("after node 3's last span: idle %d, %d queues", o.idle, len(o.queues))
+	}
+	o.end(3, x) // already ended
+	y := begin("y", 3, true, 0, 10)
+	z := begin("z", 3, false, 5, 1)
+	want("node 3's queue is in use again", "x", "y")
+	if o.idle == 3 {
+		t.Fatal("node 3's queue still counted idle while in use")
+	}
+	o.end(3, y)
+	want("z after y", "x", "y", "z")
+	o.end(3, z)
+	idleOnly(t, &o)
+	if len(o.queues) != 1 {
+		t.Errorf("%d queues kept, want only the idle one", len(o.queues))
+	}
+}
+
+// idleOnly checks that nothing is in flight: the map holds at most the
+// idle queue, and that one is empty.
+func idleOnly(t *testing.T, o *ioOrder) {
+	t.Helper()
+	for node, q := range o.queues {
+		if node != o.idle || len(q.spans) != 0 || q.writes != 0 {
+			t.Errorf("queue of node %d left: %d spans, %d writes (idle node %d)", node, len(q.spans), q.writes, o.idle)
+		}
+	}
 }
