@@ -49,29 +49,30 @@ type handlers struct {
 // submit starts op for r and runs k with its result. The op id is kept on
 // the request so an INTERRUPT can cancel it.
 func (h *handlers) submit(r *request, op *aio.Op, k func(res int64)) {
-	h.markMemory(r, op)
-	r.opID = h.loop.Submit(op, func(res int64) {
-		r.opID = 0
-		if res == -int64(unix.ECANCELED) && r.interrupted {
-			res = -int64(unix.EINTR)
-		}
-		if res >= 0 {
-			r.progressed = true
-		}
-		k(res)
-	})
+	h.start(r, op, k, false)
 }
 
 // then is submit for steps whose only interest is success: on failure the
 // request is answered with the errno.
 func (h *handlers) then(r *request, op *aio.Op, k func(res int64)) {
-	h.submit(r, op, func(res int64) {
-		if res < 0 {
-			r.fail(res)
-			return
-		}
-		k(res)
-	})
+	h.start(r, op, k, true)
+}
+
+// start submits op with r's own continuation (request.opDone), which
+// runs k: one closure per op, k, instead of a wrapper around it as well.
+// A request whose continuation is taken by another op still in flight
+// (READDIRPLUS starts a LOOKUP per entry) wraps k after all.
+func (h *handlers) start(r *request, op *aio.Op, k func(res int64), failFast bool) {
+	h.markMemory(r, op)
+	if r.k != nil {
+		r.opID = h.loop.Submit(op, func(res int64) { r.finishOp(res, k, failFast) })
+		return
+	}
+	if r.cont == nil {
+		r.cont = r.opDone // made once per request object: it is reused
+	}
+	r.k, r.failFast = k, failFast
+	r.opID = h.loop.Submit(op, r.cont)
 }
 
 // interruptGrace is how long an interrupted request's op may keep
@@ -306,21 +307,27 @@ func (h *handlers) statNew(run func(*aio.Op, func(int64)), fsOf *backing.Node, r
 // bits → statx] → register. The inode must belong to the requesting
 // uid/gid rather than to the daemon; mode is what it was created with.
 func (h *handlers) newNode(r *request, parent *backing.Node, fd int, mode uint32, out *fuse.EntryOut, done func(*backing.Node)) {
-	parent = sameFS(r, parent) // nil: fd may be on another file system
-	st := h.statFd(parent, fd)
+	st := h.statFd(sameFS(r, parent), fd)
 	h.submit(r, st, func(res int64) {
 		if res < 0 {
 			h.closeFd(fd)
 			r.fail(res)
 			return
 		}
-		uid, gid := r.caller()
-		if uid == h.euid && gid == h.egid {
-			h.register(parent, fd, &st.Stat, out, done)
-			return
-		}
-		h.chownNew(r, parent, fd, &st.Stat, mode, out, done)
+		h.adoptNew(r, parent, fd, &st.Stat, mode, out, done)
 	})
+}
+
+// adoptNew is newNode once the statx of fd is in hand (st; CREATE's
+// pathOf has one already).
+func (h *handlers) adoptNew(r *request, parent *backing.Node, fd int, st *unix.Statx_t, mode uint32, out *fuse.EntryOut, done func(*backing.Node)) {
+	parent = sameFS(r, parent) // nil: fd may be on another file system
+	uid, gid := r.caller()
+	if uid == h.euid && gid == h.egid {
+		h.register(parent, fd, st, out, done)
+		return
+	}
+	h.chownNew(r, parent, fd, st, mode, out, done)
 }
 
 // chownNew gives a just-created inode to the caller. A group inherited

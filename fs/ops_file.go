@@ -94,26 +94,34 @@ func (h *handlers) Create(r *request, in *fuse.CreateIn, name string, out *fuse.
 		fd := int(res)
 		// Whichever later step fails, the open file is closed.
 		r.undo = func() { h.closeFd(fd) }
-		h.pathOf(r, parent, name, fd, func(pathFd int64) {
-			h.newNode(r, parent, int(pathFd), in.Mode, &out.EntryOut, h.named(parent.ID, name, func(n *backing.Node) {
+		h.pathOf(r, parent, name, fd, func(pathFd int, st *unix.Statx_t) {
+			done := h.named(parent.ID, name, func(n *backing.Node) {
 				r.undo = nil // the handle owns fd now
 				hd := h.addHandle(fd, n, in.Flags)
 				out.OpenOut.Fh, out.OpenOut.OpenFlags = hd.ID, directIO(in.Flags)
 				h.lend(r, n, hd, func() { r.reply(fuse.OK) })
-			}))
+			})
+			if st != nil {
+				h.adoptNew(r, parent, pathFd, st, in.Mode, &out.EntryOut, done)
+				return
+			}
+			h.newNode(r, parent, pathFd, in.Mode, &out.EntryOut, done)
 		})
 	})
 }
 
 // pathOf gives k an O_PATH fd of the inode open at fd, just created as
-// parent/name. The race-free way is a reopen through /proc/self/fd/N,
-// which always leaves the loop (a magic link never resolves from the
-// dentry cache alone). On a resident parent the name itself is opened
-// first, usually on the spot (openat2 RESOLVE_NO_XDEV, see resolve),
-// and kept if a statx of each fd shows the same inode: nobody replaced
-// the name in between.
-func (h *handlers) pathOf(r *request, parent *backing.Node, name string, fd int, k func(pathFd int64)) {
-	viaProc := func() { h.then(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(fd), unix.O_PATH, 0), k) }
+// parent/name, and its statx if it has one. The race-free way is a
+// reopen through /proc/self/fd/N, which always leaves the loop (a magic
+// link never resolves from the dentry cache alone); k then gets st nil.
+// On a resident parent the name itself is opened first, usually on the
+// spot (openat2 RESOLVE_NO_XDEV, see resolve), and kept if a statx of
+// each fd shows the same inode: nobody replaced the name in between.
+// That second statx is the new node's (newNode need not ask again).
+func (h *handlers) pathOf(r *request, parent *backing.Node, name string, fd int, k func(pathFd int, st *unix.Statx_t)) {
+	viaProc := func() {
+		h.then(r, aio.Openat(unix.AT_FDCWD, backing.ProcPath(fd), unix.O_PATH, 0), func(res int64) { k(int(res), nil) })
+	}
 	if !h.resident(parent) || r.offRoot {
 		viaProc()
 		return
@@ -129,7 +137,7 @@ func (h *handlers) pathOf(r *request, parent *backing.Node, name string, fd int,
 			named := aio.StatxResident(int(res), statFlags)
 			h.submit(r, named, func(st int64) {
 				if st == 0 && backing.KeyOf(&named.Stat) == key {
-					k(res)
+					k(int(res), &named.Stat) // named is recycled only when this returns
 					return
 				}
 				h.closeFd(int(res))

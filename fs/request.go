@@ -35,6 +35,12 @@ type request struct {
 	// atReply, if set, runs when the request is answered, whatever the
 	// status: it ends the request's I/O spans (ioorder.go).
 	atReply func()
+	// k is the continuation of the op started with r.cont (handlers.start),
+	// failFast whether a failure answers the request before k would run.
+	// cont is r.opDone, made once and kept when the request is reused.
+	k        func(res int64)
+	failFast bool
+	cont     loop.Continuation
 
 	// Requests read by evfs's own transport (session.go) are answered by
 	// writing to /dev/fuse instead of waking a go-fuse goroutine: sess is
@@ -65,8 +71,32 @@ func newRequest(o op, hdr *fuse.InHeader, stats *opStats) *request {
 	r := requestPool.Get().(*request)
 	r.op, r.hdr, r.stats, r.start = o, hdr, stats, loop.Mono()
 	r.status, r.opID, r.interrupted, r.progressed, r.replied, r.offRoot = fuse.OK, 0, false, false, false, false
-	r.undo, r.atReply = nil, nil
+	r.undo, r.atReply, r.k = nil, nil, nil
 	return r
+}
+
+// opDone is the continuation of the op started with r.cont. Loop-only.
+func (r *request) opDone(res int64) {
+	k := r.k
+	r.k = nil // free for the next op of the chain, which k may start
+	r.finishOp(res, k, r.failFast)
+}
+
+// finishOp records a completed op of r's chain and passes its result
+// to k; with failFast, a failure answers the request instead.
+func (r *request) finishOp(res int64, k func(int64), failFast bool) {
+	r.opID = 0
+	if res == -int64(unix.ECANCELED) && r.interrupted {
+		res = -int64(unix.EINTR)
+	}
+	if res < 0 && failFast {
+		r.fail(res)
+		return
+	}
+	if res >= 0 {
+		r.progressed = true
+	}
+	k(res)
 }
 
 // reply answers the request. Loop-only.

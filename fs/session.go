@@ -207,7 +207,7 @@ func (s *session) newRequest(o op, buf []byte, hdr *fuse.InHeader) *request {
 		r = &request{}
 	}
 	*r = request{op: o, hdr: hdr, start: loop.Mono(), stats: &s.h.stats, status: fuse.OK,
-		sess: s, buf: buf, ent: s.ent}
+		sess: s, buf: buf, ent: s.ent, cont: r.cont}
 	s.inflight[hdr.Unique] = r
 	if s.dbg {
 		s.log.Debug("rx", "op", fuseOpName(hdr.Opcode), "node", hdr.NodeId, "unique", hdr.Unique, "pid", hdr.Pid)
@@ -304,7 +304,7 @@ func (s *session) finish(r *request) {
 	}
 	s.putBuf(r.buf)
 	if !r.interrupted {
-		*r = request{}
+		*r = request{cont: r.cont}
 		s.reqs = append(s.reqs, r)
 	}
 }
