@@ -211,16 +211,16 @@ func (fr *fuseRing) close() {
 }
 
 // drainRing dispatches the requests the ring delivered, at most readBatch;
-// true if more may be waiting.
-func (s *session) drainRing() bool {
+// found if there were any, more if more may be waiting.
+func (s *session) drainRing() (found, more bool) {
 	fr := s.ring
 	for got := 0; got < readBatch; got++ {
 		if s.closed || fr.ring == nil {
-			return false
+			return got > 0, false
 		}
 		cqe, ok := fr.ring.PeekCQE()
 		if !ok {
-			return false
+			return got > 0, false
 		}
 		i, res := int(cqe.UserData), cqe.Res
 		fr.ring.CQESeen(cqe)
@@ -238,7 +238,7 @@ func (s *session) drainRing() bool {
 		fr.requests++
 		s.dispatchEnt(i)
 	}
-	return true
+	return true, true
 }
 
 // dispatchEnt copies entry i's request into a request buffer, laid out as

@@ -131,7 +131,8 @@ func (s *session) putBuf(b []byte) {
 }
 
 // drain reads and dispatches the requests waiting on /dev/fuse, at most
-// readLimit of them; true if it stopped with more possibly waiting.
+// readLimit of them; found if it got any, more if it stopped with more
+// possibly waiting.
 //
 // The limit adapts. At queue depth 1 each wake brings one request, and the
 // read after it can only say EAGAIN: done before the backend is flushed,
@@ -140,7 +141,7 @@ func (s *session) putBuf(b []byte) {
 // loop, which flushes the backend (and, for an op that completes at once,
 // replies) before the next drain's read. A drain that stopped at its limit
 // doubles it, up to readBatch, so a flood is still read in batches.
-func (s *session) drain() bool {
+func (s *session) drain() (found, more bool) {
 	// The last drain found more than one request that a process waits
 	// for: they are queueing, and their calls are better shared with the
 	// pool's workers than done one by one on the loop (resident.go). At
@@ -154,7 +155,7 @@ func (s *session) drain() bool {
 	case got <= 1:
 		s.readLimit = 1
 	}
-	return more
+	return got > 0, more
 }
 
 // readRequests reads and dispatches up to limit requests, of which

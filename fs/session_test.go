@@ -236,7 +236,7 @@ func TestDrainCountsWaitedRequests(t *testing.T) {
 	}
 	drainAll := func() {
 		s.readLimit = readBatch
-		for s.drain() {
+		for _, more := s.drain(); more; _, more = s.drain() {
 		}
 	}
 	getattr := inBody(&fuse.GetAttrIn{})

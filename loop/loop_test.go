@@ -428,3 +428,56 @@ func TestResubmittedOpFails(t *testing.T) {
 		})
 	}
 }
+
+// TestSpinReadsSources: a spinning loop finds a watched source's input
+// by reading it, not by an epoll_wait and then a read. 500 messages
+// written back to back on a pipe, each drained before the next: nearly
+// all are caught by the spin, and epoll_wait runs only when the loop
+// goes to sleep (an epoll_wait per spin round would make it ~500).
+func TestSpinReadsSources(t *testing.T) {
+	for _, b := range []string{"pool", "uring"} {
+		t.Run(b, func(t *testing.T) {
+			cfg := testConfig(b)
+			cfg.Poll, cfg.Spin = true, 200*time.Microsecond
+			l := runLoop(t, cfg)
+			var p [2]int
+			if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+			got := make(chan struct{}, 1)
+			drain := func() (found, more bool) {
+				var buf [64]byte
+				n, _ := unix.Read(p[0], buf[:])
+				for i := 0; i < n; i++ {
+					got <- struct{}{}
+				}
+				return n > 0, false
+			}
+			watched := make(chan error)
+			l.Post("watch", func() { watched <- l.Watch(p[0], drain) })
+			if err := <-watched; err != nil {
+				t.Fatal(err)
+			}
+			const n = 500
+			s0 := l.Snapshot()
+			for i := 0; i < n; i++ {
+				if _, err := unix.Write(p[1], []byte{1}); err != nil {
+					t.Fatal(err)
+				}
+				<-got
+			}
+			s1 := l.Snapshot()
+			spins, polls, waits := s1.Spins-s0.Spins, s1.Polls-s0.Polls, s1.Waits-s0.Waits
+			t.Logf("%d messages: %d spins, %d epoll_waits, %d sleeps", n, spins, polls, waits)
+			if spins < n/2 {
+				t.Errorf("%d spins for %d messages back to back, want at least %d", spins, n, n/2)
+			}
+			// Each sleep is one epoll_wait, and each spin that ran out of
+			// time one more (it resets the eventfd).
+			if polls > 2*waits+n/10 {
+				t.Errorf("%d epoll_waits for %d messages (%d sleeps): the spin polls instead of reading", polls, n, waits)
+			}
+		})
+	}
+}

@@ -18,8 +18,8 @@ import (
 // source is a watched file descriptor. Owned by the loop goroutine.
 type source struct {
 	fd    int
-	ready bool        // epoll said readable and drain has not caught up
-	drain func() bool // reads what is there; true if more may be waiting
+	ready bool                      // may be readable: epoll said so, or the spin assumes it
+	drain func() (found, more bool) // reads what is there (see Watch)
 }
 
 // pollWaiter is the loop's wait point: an epoll instance holding the
@@ -36,6 +36,7 @@ type pollWaiter struct {
 	epfd    int
 	events  []unix.EpollEvent
 	sources *[]*source
+	polls   uint64 // epoll_wait calls (Stats.Polls); loop-only
 }
 
 func newPollWaiter(sources *[]*source) (*pollWaiter, error) {
@@ -69,6 +70,7 @@ func (p *pollWaiter) Sleep() { p.poll(-1) }
 // poll is one epoll_wait (timeout in ms, -1: forever); it marks the
 // readable sources ready.
 func (p *pollWaiter) poll(timeout int) {
+	p.polls++
 	n, err := unix.EpollWait(p.epfd, p.events, timeout)
 	if err != nil {
 		return // EINTR: the loop turns and sleeps again
@@ -98,12 +100,13 @@ func (p *pollWaiter) close() {
 	unix.Close(p.efd)
 }
 
-// Watch makes the loop poll fd and run drain on the loop whenever fd is
-// readable; drain returns true if it stopped early and should run again
-// without waiting. drain reports its own work to the stall detector
-// (Track): it knows what each piece of it was. Requires Config.Poll.
-// Loop-only (or before Run).
-func (l *Loop) Watch(fd int, drain func() (more bool)) error {
+// Watch makes the loop poll fd and run drain on the loop whenever fd may
+// be readable; drain reports whether it found anything (a spinning loop
+// runs it without asking epoll first: spinBeforeSleep) and whether it
+// stopped early and should run again without waiting. drain reports its
+// own work to the stall detector (Track): it knows what each piece of it
+// was. Requires Config.Poll. Loop-only (or before Run).
+func (l *Loop) Watch(fd int, drain func() (found, more bool)) error {
 	if l.poller == nil {
 		return errors.New("loop: Watch needs Config.Poll")
 	}
@@ -135,8 +138,16 @@ func (l *Loop) drainSources() bool {
 		if !s.ready {
 			continue
 		}
-		did = true
-		s.ready = s.drain()
+		found, more := s.drain()
+		s.ready = more
+		did = did || found
 	}
 	return did
+}
+
+// assumeReady marks every source ready without asking epoll (spin.go).
+func (l *Loop) assumeReady() {
+	for _, s := range l.sources {
+		s.ready = true
+	}
 }

@@ -14,6 +14,7 @@ type Stats struct {
 	Unknown     uint64        // completions with no continuation (bugs)
 	InFlight    int           // operations submitted and not completed
 	Waits       uint64        // times the loop went to sleep
+	Polls       uint64        // epoll_wait calls, sleeping or not (poll waiter)
 	Posts       uint64        // events posted from other goroutines
 	Wakes       uint64        // wakeups actually delivered (posts coalesce)
 	QueueDepth  int           // events waiting to be run
@@ -34,6 +35,9 @@ func (l *Loop) Stats() Stats {
 	s.Wakes = l.q.wakes.Load()
 	s.QueueDepth = l.q.depth()
 	s.Backend = l.backend.Stats()
+	if l.poller != nil {
+		s.Polls = l.poller.polls
+	}
 	return s
 }
 

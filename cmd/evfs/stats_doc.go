@@ -47,6 +47,7 @@ type statsLoop struct {
 	Wakes              uint64  `json:"wakes"`
 	Waits              uint64  `json:"waits"`
 	Spins              uint64  `json:"spins"`
+	Polls              uint64  `json:"polls"`
 	Submitted          uint64  `json:"submitted"`
 	Completed          uint64  `json:"completed"`
 	UnknownCompletions uint64  `json:"unknown_completions"`
@@ -124,6 +125,7 @@ func newStatsDoc(meta statsMeta, s fs.Snapshot) *statsDoc {
 			Posts:              l.Posts,
 			Wakes:              l.Wakes,
 			Waits:              l.Waits,
+			Polls:              l.Polls,
 			Submitted:          l.Submitted,
 			Completed:          l.Completed,
 			UnknownCompletions: l.Unknown,
