@@ -42,6 +42,14 @@ func runLoop(t testing.TB, cfg Config) *Loop {
 }
 
 // testConfig is the loop configuration of a name in backends.
+// runSpinLoop runs a loop on backend with the poll waiter (the FUSE
+// transport's) spinning for spin before it sleeps.
+func runSpinLoop(t testing.TB, backend string, spin time.Duration) *Loop {
+	cfg := testConfig(backend)
+	cfg.Poll, cfg.Spin = true, spin
+	return runLoop(t, cfg)
+}
+
 func testConfig(backend string) Config {
 	cfg := Config{Backend: backend, Workers: 4}
 	switch backend {
@@ -89,9 +97,7 @@ func TestSpinIsBounded(t *testing.T) {
 func TestSpinAdapts(t *testing.T) {
 	for _, b := range []string{"pool", "uring"} {
 		t.Run(b, func(t *testing.T) {
-			cfg := testConfig(b)
-			cfg.Poll, cfg.Spin = true, 50*time.Microsecond
-			l := runLoop(t, cfg)
+			l := runSpinLoop(t, b, 50*time.Microsecond)
 			ping := func() {
 				ran := make(chan struct{})
 				l.Post("ping", func() { close(ran) })
@@ -437,9 +443,7 @@ func TestResubmittedOpFails(t *testing.T) {
 func TestSpinReadsSources(t *testing.T) {
 	for _, b := range []string{"pool", "uring"} {
 		t.Run(b, func(t *testing.T) {
-			cfg := testConfig(b)
-			cfg.Poll, cfg.Spin = true, 200*time.Microsecond
-			l := runLoop(t, cfg)
+			l := runSpinLoop(t, b, 200*time.Microsecond)
 			var p [2]int
 			if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 				t.Fatal(err)
