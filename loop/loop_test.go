@@ -443,7 +443,9 @@ func TestResubmittedOpFails(t *testing.T) {
 func TestSpinReadsSources(t *testing.T) {
 	for _, b := range []string{"pool", "uring"} {
 		t.Run(b, func(t *testing.T) {
-			l := runSpinLoop(t, b, 200*time.Microsecond)
+			// A spin long enough not to run out while the writer is
+			// descheduled (CI under load, 200 µs: 62–184 spins ran out).
+			l := runSpinLoop(t, b, 20*time.Millisecond)
 			var p [2]int
 			if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 				t.Fatal(err)
