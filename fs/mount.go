@@ -43,6 +43,9 @@ type Config struct {
 	// Spin is how long the loop polls before it sleeps ("loop"
 	// transport; loop.Config.Spin).
 	Spin time.Duration
+	// LongSpinOnly turns the short spin off: the loop spins the whole
+	// Spin even while requests come one at a time (loop.Config.ShortSpin).
+	LongSpinOnly bool
 	// NoPollProbe skips the poll probe ("loop" transport, pollprobe.go).
 	// Only a process that never opens files of its own mount may set it
 	// (the evfs binary): the probe protects such opens, and it is the one
@@ -241,7 +244,20 @@ func mountLoop(backingDir, mountpoint string, rootFd int, root *unix.Statx_t, cf
 func loopConfig(cfg *Config, poll bool) loop.Config {
 	return loop.Config{Backend: cfg.Backend, Workers: cfg.Workers, Logger: cfg.Logger,
 		Debug: cfg.Debug, OnSignal: cfg.OnSignal, StallThreshold: cfg.StallThreshold, Faults: cfg.Faults,
-		Poll: poll, LockThread: poll && (cfg.LockThread || cfg.uringQueues > 0), Spin: cfg.Spin}
+		Poll: poll, LockThread: poll && (cfg.LockThread || cfg.uringQueues > 0), Spin: cfg.Spin,
+		ShortSpin: shortSpin(cfg)}
+}
+
+// shortSpin is the loop's spin while requests come one at a time
+// (loop.Loop.spinFor says why): a fifth of Spin, or none (always Spin)
+// for a daemon confined to one CPU, where the scheduler has no choice of
+// CPU to make, with LongSpinOnly, and with the FUSE ring transport (its
+// loop keeps one thread; the short spin is unmeasured there).
+func shortSpin(cfg *Config) time.Duration {
+	if cfg.LongSpinOnly || cfg.uringQueues > 0 || allowedCPUs() == 1 {
+		return 0
+	}
+	return cfg.Spin / 5
 }
 
 // newHandlers builds the handlers (owning the tables, rooted at rootFd)

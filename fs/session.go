@@ -149,6 +149,9 @@ func (s *session) drain() (found, more bool) {
 	s.h.queued = s.lastWaited > 1
 	got, waited, more := s.readRequests(s.readLimit)
 	s.lastWaited = waited
+	if waited > 1 {
+		s.loop.Queueing() // several clients: the long spin (loop.Loop.spinFor)
+	}
 	switch {
 	case more:
 		s.readLimit = min(2*s.readLimit, readBatch)

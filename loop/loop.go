@@ -50,6 +50,10 @@ type Config struct {
 	// queue and backend) before each sleep (Poll only; 0: never). A loop still on-CPU when the next request or
 	// completion arrives needs no wakeup (spin.go).
 	Spin time.Duration
+	// ShortSpin, if set, is how long the loop spins instead of Spin
+	// while requests come one at a time: since Queueing was last called
+	// more than queueQuiet ago (spin.go).
+	ShortSpin time.Duration
 	// Faults is test-only fault injection (see Fault).
 	Faults []Fault
 	// StallThreshold: a single event or continuation holding the loop
@@ -86,6 +90,8 @@ type Loop struct {
 	slept     bool                // the loop woke from a sleep and has not yet looked for work (spin.go)
 	handoffAt time.Duration       // when a turn last left ops in flight (Mono; spin.go)
 	skipSpin  bool                // SkipSpin was called (spin.go)
+	shortSpin time.Duration       // Config.ShortSpin
+	queuedAt  time.Duration       // when Queueing was last called (Mono; spin.go)
 	onPass    []func()            // OnPass hooks
 	faults    map[aio.Kind]*Fault // test-only; nil in production
 }
@@ -94,7 +100,8 @@ type Loop struct {
 // choice explanation when "auto" falls back.
 func New(cfg Config) (*Loop, error) {
 	l := &Loop{log: cfg.Logger, debug: cfg.Debug, onSignal: cfg.OnSignal, stall: cfg.StallThreshold,
-		handoffAt: -handoffQuiet} // no handoff yet: a loop started just after the process may spin at once
+		handoffAt: -handoffQuiet, // no handoff yet: a loop started just after the process may spin at once
+		queuedAt:  -queueQuiet}   // nothing queued yet: a short spin from the start
 	if l.stall == 0 {
 		l.stall = DefaultStall
 	}
@@ -117,7 +124,7 @@ func New(cfg Config) (*Loop, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.poller, l.lockOS, l.spin = pw, cfg.LockThread, cfg.Spin
+		l.poller, l.lockOS, l.spin, l.shortSpin = pw, cfg.LockThread, cfg.Spin, cfg.ShortSpin
 		acfg.NotifyFd = pw.efd
 	}
 	b, err := aio.New(acfg, func(msg string) { l.log.Warn(msg) })

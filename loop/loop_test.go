@@ -487,3 +487,41 @@ func TestSpinReadsSources(t *testing.T) {
 		})
 	}
 }
+
+// TestShortSpin: with Config.ShortSpin the loop spins that long while
+// requests come one at a time, the whole Spin for queueQuiet after
+// Queueing, and the short spin again once that has passed. Measured by
+// the loop's busy time over 100 ms of idleness after one event (a 20 ms
+// spin against a 500 µs one).
+func TestShortSpin(t *testing.T) {
+	for _, b := range []string{"pool", "uring"} {
+		t.Run(b, func(t *testing.T) {
+			cfg := testConfig(b)
+			cfg.Poll, cfg.Spin, cfg.ShortSpin = true, 20*time.Millisecond, 500*time.Microsecond
+			l := runLoop(t, cfg)
+			idleBusy := func(queueing bool) time.Duration {
+				ran := make(chan struct{})
+				before := l.Snapshot().Busy
+				l.Post("ping", func() {
+					if queueing {
+						l.Queueing()
+					}
+					close(ran)
+				})
+				<-ran
+				time.Sleep(100 * time.Millisecond)
+				return l.Snapshot().Busy - before
+			}
+			if busy := idleBusy(false); busy > 10*time.Millisecond {
+				t.Errorf("one event, nothing queued: busy %v of 100 ms idle, want the 500 µs spin (under 10 ms)", busy)
+			}
+			if busy := idleBusy(true); busy < 15*time.Millisecond {
+				t.Errorf("after Queueing: busy %v of 100 ms idle, want the 20 ms spin", busy)
+			}
+			// The last Queueing was over 100 ms ago, beyond queueQuiet.
+			if busy := idleBusy(false); busy > 10*time.Millisecond {
+				t.Errorf("queueQuiet after Queueing: busy %v of 100 ms idle, want the short spin again", busy)
+			}
+		})
+	}
+}

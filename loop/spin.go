@@ -69,7 +69,7 @@ func (l *Loop) spinBeforeSleep() bool {
 		return false
 	}
 	l.stats.Spins++
-	deadline := l.idleSince + l.spin
+	deadline := l.idleSince + l.spinFor()
 	for Mono() < deadline {
 		l.assumeReady()
 		if l.turn() {
@@ -82,6 +82,41 @@ func (l *Loop) spinBeforeSleep() bool {
 	l.poller.poll(0) // resets the eventfd the ring may have signalled meanwhile
 	return false
 }
+
+// spinFor is how long this idle spell may spin: Config.ShortSpin while
+// requests come one at a time, else Config.Spin.
+//
+// Why a short spin: a loop that spins through its client's whole round
+// trip never leaves its CPU, and the scheduler, seeing that CPU busy,
+// wakes the client on another one — every time, so each reply wakes a
+// halted vCPU and each request crosses CPUs. A short spin still catches
+// what comes at once (a completion; a client on this CPU that the
+// spin's sched_yield let run) and then sleeps, and a loop that sleeps
+// lets the scheduler put the client on its CPU. On two vCPUs with nothing
+// pinned (docs/BENCHMARKS-history.md, session 17), 10 µs against 50 µs:
+// QD1 4 KiB write p50 11.6 against 25.1 µs, stat 21.4 against 61.2,
+// daemon CPU per op about halved. The long spin stays where it pays:
+// with several clients (64 readers: 90 k against 76 k IOPS with every
+// spin short), so the fs package calls Queueing when requests queue up,
+// and for a daemon confined to one CPU, where the scheduler places
+// nothing (the fs package sets no ShortSpin then: clients on another
+// CPU were served twice as fast with the long spin, stat 44 against
+// 91 µs).
+func (l *Loop) spinFor() time.Duration {
+	if l.shortSpin > 0 && l.idleSince-l.queuedAt > queueQuiet {
+		return l.shortSpin
+	}
+	return l.spin
+}
+
+// queueQuiet is how long after requests last queued up the loop keeps
+// the long spin.
+const queueQuiet = 10 * time.Millisecond
+
+// Queueing tells the loop that requests are queueing (several read at
+// once): it spins the whole Config.Spin for the next queueQuiet.
+// Loop-only.
+func (l *Loop) Queueing() { l.queuedAt = Mono() }
 
 // SkipSpin makes the loop's next idle spell start with a sleep: for work
 // whose consumer should be free to run on this CPU at once (the
