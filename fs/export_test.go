@@ -11,3 +11,7 @@ func SetURingEnabledPath(p string) string {
 	uringEnabledPath = p
 	return old
 }
+
+// PinFirstCPU confines the calling goroutine's thread to the first CPU of
+// all until the returned func runs (spin_internal_test.go).
+var PinFirstCPU = pinFirstCPU

@@ -33,6 +33,17 @@ func TestShortSpinFollowsAffinity(t *testing.T) {
 		t.Errorf("LongSpinOnly: short spin %v, want none", got)
 	}
 
+	defer pinFirstCPU(t, all)()
+	if got := shortSpin(cfg); got != 0 {
+		t.Errorf("confined to one CPU: short spin %v, want none (always Spin)", got)
+	}
+}
+
+// pinFirstCPU locks the calling goroutine to its thread and confines the
+// thread to the first CPU of all; the returned func restores the mask
+// and unlocks. (fs_test: PinFirstCPU.)
+func pinFirstCPU(t testing.TB, all unix.CPUSet) (unpin func()) {
+	t.Helper()
 	var one unix.CPUSet
 	for cpu := 0; cpu < 1024; cpu++ {
 		if all.IsSet(cpu) {
@@ -41,16 +52,14 @@ func TestShortSpinFollowsAffinity(t *testing.T) {
 		}
 	}
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		runtime.UnlockOSThread()
 		t.Fatalf("sched_setaffinity: %v", err)
 	}
-	defer func() {
+	return func() {
 		if err := unix.SchedSetaffinity(0, &all); err != nil {
 			t.Errorf("restoring the thread's CPU mask: %v", err)
 		}
-	}()
-	if got := shortSpin(cfg); got != 0 {
-		t.Errorf("confined to one CPU: short spin %v, want none (always Spin)", got)
+		runtime.UnlockOSThread()
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -83,22 +82,6 @@ func mountOnCPUs(t *testing.T, backend string, pinned bool, all unix.CPUSet) (m 
 	if !pinned {
 		return memoryRoot(t, backend, true, spin)
 	}
-	var one unix.CPUSet
-	for cpu := 0; cpu < 1024; cpu++ {
-		if all.IsSet(cpu) {
-			one.Set(cpu)
-			break
-		}
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
-		t.Fatalf("sched_setaffinity: %v", err)
-	}
-	defer func() {
-		if err := unix.SchedSetaffinity(0, &all); err != nil {
-			t.Errorf("restoring the thread's CPU mask: %v", err)
-		}
-	}()
+	defer fs.PinFirstCPU(t, all)()
 	return memoryRoot(t, backend, true, spin)
 }
