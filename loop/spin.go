@@ -69,7 +69,11 @@ func (l *Loop) spinBeforeSleep() bool {
 		return false
 	}
 	l.stats.Spins++
-	deadline := l.idleSince + l.spinFor()
+	spin := l.spinFor()
+	if spin < l.spin {
+		l.stats.ShortSpins++
+	}
+	deadline := l.idleSince + spin
 	for Mono() < deadline {
 		l.assumeReady()
 		if l.turn() {

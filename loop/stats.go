@@ -24,6 +24,7 @@ type Stats struct {
 	LongestName string        // and what it was
 	Stalls      uint64        // runs longer than the stall threshold
 	Spins       uint64        // times the loop spun before sleeping (spin.go)
+	ShortSpins  uint64        // of those, spins of Config.ShortSpin (spin.go, spinFor)
 	Backend     aio.Stats
 }
 

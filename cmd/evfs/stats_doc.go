@@ -47,6 +47,7 @@ type statsLoop struct {
 	Wakes              uint64  `json:"wakes"`
 	Waits              uint64  `json:"waits"`
 	Spins              uint64  `json:"spins"`
+	ShortSpins         uint64  `json:"short_spins"`
 	Polls              uint64  `json:"polls"`
 	Submitted          uint64  `json:"submitted"`
 	Completed          uint64  `json:"completed"`
@@ -137,6 +138,7 @@ func newStatsDoc(meta statsMeta, s fs.Snapshot) *statsDoc {
 			LongestRunName:     l.LongestName,
 			Stalls:             l.Stalls,
 			Spins:              l.Spins,
+			ShortSpins:         l.ShortSpins,
 		},
 		BackendStats: statsBackend{
 			Name:      meta.Backend,
