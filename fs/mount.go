@@ -46,6 +46,9 @@ type Config struct {
 	// LongSpinOnly turns the short spin off: the loop spins the whole
 	// Spin even while requests come one at a time (loop.Config.ShortSpin).
 	LongSpinOnly bool
+	// NoFollow keeps the loop where the scheduler puts it: it does not
+	// move its thread to its one client's CPU (follow.go).
+	NoFollow bool
 	// NoPollProbe skips the poll probe ("loop" transport, pollprobe.go).
 	// Only a process that never opens files of its own mount may set it
 	// (the evfs binary): the probe protects such opens, and it is the one

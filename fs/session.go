@@ -44,10 +44,12 @@ type session struct {
 	inited     chan struct{} // closed once INIT is answered
 	ended      chan struct{} // closed when the connection is gone and every fd closed
 	closed     bool
-	probing    bool // the poll probe file exists (pollprobe.go)
-	readLimit  int  // requests the next drain may read (see drain)
-	lastWaited int  // requests a process waits for that the last drain read
-	skipBig    bool // after a big reply the loop sleeps at once (bigReply)
+	probing    bool     // the poll probe file exists (pollprobe.go)
+	readLimit  int      // requests the next drain may read (see drain)
+	lastWaited int      // requests a process waits for that the last drain read
+	skipBig    bool     // after a big reply the loop sleeps at once (bigReply)
+	follow     follower // the loop follows its client's CPU (follow.go)
+	lastTid    uint32   // the thread of the request read last
 
 	ring *fuseRing // the "uring" transport's ring (fuseuring.go), nil otherwise
 	ent  int       // the ring entry whose request is being dispatched, -1 for none
@@ -91,6 +93,7 @@ func newSession(fd int, h *handlers, l *loop.Loop, cfg *Config) *session {
 		probing:   !cfg.NoPollProbe,
 		readLimit: 1,
 		skipBig:   allowedCPUs() != 1,
+		follow:    follower{on: !cfg.NoFollow},
 		ent:       -1,
 		inited:    make(chan struct{}),
 		ended:     make(chan struct{}),
@@ -149,6 +152,9 @@ func (s *session) drain() (found, more bool) {
 	s.h.queued = s.lastWaited > 1
 	got, waited, more := s.readRequests(s.readLimit)
 	s.lastWaited = waited
+	if waited == 1 {
+		s.ask(s.lastTid) // one client: the loop may follow it (follow.go)
+	}
 	if waited > 1 {
 		s.loop.Queueing() // several clients: the long spin (loop.Loop.spinFor)
 	}
@@ -213,6 +219,7 @@ func (s *session) newRequest(o op, buf []byte, hdr *fuse.InHeader) *request {
 	*r = request{op: o, hdr: hdr, start: loop.Mono(), stats: &s.h.stats, status: fuse.OK,
 		sess: s, buf: buf, ent: s.ent, cont: r.cont}
 	s.inflight[hdr.Unique] = r
+	s.lastTid = hdr.Pid
 	if s.dbg {
 		s.log.Debug("rx", "op", fuseOpName(hdr.Opcode), "node", hdr.NodeId, "unique", hdr.Unique, "pid", hdr.Pid)
 	}
@@ -342,6 +349,7 @@ func (s *session) end(err error) {
 		return
 	}
 	s.closed = true
+	s.stopFollowing()
 	if err != unix.ENODEV {
 		s.log.Warn("ending the FUSE session", "err", err)
 	}

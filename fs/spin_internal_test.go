@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -61,5 +62,32 @@ func pinFirstCPU(t testing.TB, all unix.CPUSet) (unpin func()) {
 			t.Errorf("restoring the thread's CPU mask: %v", err)
 		}
 		runtime.UnlockOSThread()
+	}
+}
+
+// TestLastCPU: lastCPU reads a thread's CPU from /proc even when its
+// name holds spaces and parentheses, and says false for a thread that
+// does not exist.
+func TestLastCPU(t *testing.T) {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		t.Fatalf("sched_getaffinity: %v", err)
+	}
+	defer pinFirstCPU(t, all)()
+	want := -1
+	for c := 0; c < 1024 && want < 0; c++ {
+		if all.IsSet(c) {
+			want = c
+		}
+	}
+	name := []byte("a) b (c\x00")
+	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
+		t.Fatalf("naming the thread: %v", err)
+	}
+	if got, ok := lastCPU(uint32(unix.Gettid())); !ok || got != want {
+		t.Errorf("lastCPU(this thread, pinned to %d, named %q) = %d, %v", want, name, got, ok)
+	}
+	if got, ok := lastCPU(1<<30 + 7); ok {
+		t.Errorf("lastCPU(no such thread) = %d, true; want false", got)
 	}
 }

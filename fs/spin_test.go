@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -84,4 +86,82 @@ func mountOnCPUs(t *testing.T, backend string, pinned bool, all unix.CPUSet) (m 
 	}
 	defer fs.PinFirstCPU(t, all)()
 	return memoryRoot(t, backend, true, spin)
+}
+
+// TestLoopFollowsClient: with the daemon free to run on any CPU and one
+// client making requests one at a time, the loop moves its thread to the
+// client's CPU (fs/follow.go, loop/follow.go). The client's thread is
+// pinned to one CPU, and every 100 ms the loop's thread is pushed onto
+// another; the loop must come back (Stats.Moves) — and never move with
+// NoFollow. Every stat's answer is checked.
+func TestLoopFollowsClient(t *testing.T) {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		t.Fatalf("sched_getaffinity: %v", err)
+	}
+	var cpus []int
+	for c := 0; c < 1024 && len(cpus) < 2; c++ {
+		if all.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	if len(cpus) < 2 {
+		t.Skip("one CPU allowed: nowhere to follow a client to")
+	}
+	away, client := cpus[0], cpus[1]
+	fstest.ForEachBackend(t, func(t *testing.T, backend string) {
+		for _, follow := range []bool{true, false} {
+			name := "follow"
+			if !follow {
+				name = "nofollow"
+			}
+			t.Run(name, func(t *testing.T) {
+				m, mnt, backing := memoryRoot(t, backend, true, func(c *fs.Config) {
+					c.Spin = fs.DefaultSpin
+					c.NoFollow = !follow
+				})
+				mustWriteFile(t, filepath.Join(backing, "f"), []byte("12345"), 0o644)
+				path := filepath.Join(mnt, "f")
+
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				var one unix.CPUSet
+				one.Set(client)
+				if err := unix.SchedSetaffinity(0, &one); err != nil {
+					t.Fatalf("pinning the client: %v", err)
+				}
+				defer unix.SchedSetaffinity(0, &all)
+
+				push := func() { // the loop's current thread onto the other CPU, then free
+					m.Loop.Post("push", func() {
+						var to unix.CPUSet
+						to.Set(away)
+						unix.SchedSetaffinity(0, &to)
+						unix.SchedSetaffinity(0, &all)
+					})
+				}
+				const want = 3
+				start := time.Now()
+				pushes, moves := 0, uint64(0)
+				for time.Since(start) < 2*time.Second && (!follow || moves < want) {
+					if time.Since(start) > time.Duration(pushes)*100*time.Millisecond {
+						push()
+						pushes++
+					}
+					var st unix.Stat_t
+					if err := unix.Stat(path, &st); err != nil || st.Size != 5 {
+						t.Fatalf("stat through the mount: size %d, err %v", st.Size, err)
+					}
+					moves = snapshot(t, m).Loop.Moves
+				}
+				t.Logf("%d moves after %d pushes in %v", moves, pushes, time.Since(start).Round(time.Millisecond))
+				if follow && moves < want {
+					t.Errorf("the loop moved to its client's CPU %d times in 2 s, pushed away %d times; want at least %d", moves, pushes, want)
+				}
+				if !follow && moves != 0 {
+					t.Errorf("NoFollow: the loop moved %d times, want 0", moves)
+				}
+			})
+		}
+	})
 }

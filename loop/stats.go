@@ -25,6 +25,7 @@ type Stats struct {
 	Stalls      uint64        // runs longer than the stall threshold
 	Spins       uint64        // times the loop spun before sleeping (spin.go)
 	ShortSpins  uint64        // of those, spins of Config.ShortSpin (spin.go, spinFor)
+	Moves       uint64        // times the loop moved its thread to its client's CPU (follow.go)
 	Backend     aio.Stats
 }
 

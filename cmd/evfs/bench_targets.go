@@ -64,6 +64,8 @@ var benchTargetList = []benchTargetInfo{
 		Desc: "evfs mount --backend uring --spin 0 (the loop sleeps as soon as it runs out of work)"},
 	{Name: "evfs-uring-longspin", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--short-spin=false"}, Optional: true,
 		Desc: "evfs mount --backend uring --short-spin=false (the loop spins the whole --spin even for requests that come one at a time)"},
+	{Name: "evfs-uring-nofollow", Kind: "evfs", Backend: "uring", Extra: []string{"--transport=loop", "--follow-client=false"}, Optional: true,
+		Desc: "evfs mount --backend uring --follow-client=false (the loop stays where the scheduler puts it)"},
 	{Name: "evfs-pool-spin", Kind: "evfs", Backend: "pool", Extra: []string{"--transport=loop", "--spin=100us"}, Optional: true,
 		Desc: "evfs mount --backend pool --spin 100us"},
 	{Name: "evfs-sync-spin", Kind: "evfs", Backend: "sync", Extra: []string{"--transport=loop", "--spin=100us"}, Optional: true,

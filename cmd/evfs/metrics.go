@@ -45,6 +45,7 @@ var (
 	mStalls        = metricDesc("evfs_loop_stalls_total", "Event or continuation runs longer than the stall threshold.")
 	mSpins         = metricDesc("evfs_loop_spins_total", "Times the loop polled for new work before sleeping (--spin).")
 	mShortSpins    = metricDesc("evfs_loop_short_spins_total", "Of those, spins of a fifth of --spin, while requests came one at a time (--short-spin).")
+	mMoves         = metricDesc("evfs_loop_moves_total", "Times the loop moved its thread to its client's CPU (--follow-client).")
 	mUnknown       = metricDesc("evfs_loop_unknown_completions_total", "Completions with no continuation (bugs).")
 	mNodes         = metricDesc("evfs_nodes", "Inodes the kernel knows through this mount (node table entries, root included).")
 	mNodeFds       = metricDesc("evfs_node_fds", "O_PATH fds the node table owns (an open file's node fd holds its handle's file, owned by the handle).")
@@ -67,7 +68,7 @@ type metricsCollector struct {
 
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mInfo, mRequests, mRequestErrors, mRequestDur, mInflight, mQueueDepth,
-		mEvents, mPosts, mWakes, mBusy, mWait, mLongest, mStalls, mSpins, mShortSpins, mUnknown,
+		mEvents, mPosts, mWakes, mBusy, mWait, mLongest, mStalls, mSpins, mShortSpins, mMoves, mUnknown,
 		mNodes, mNodeFds, mHandles, mEvictions, mOrderedIO,
 		mBSubmitted, mBCompleted, mBFallbacks, mBInline, mBRingFull} {
 		ch <- d
@@ -108,6 +109,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(mStalls, float64(l.Stalls))
 	counter(mSpins, float64(l.Spins))
 	counter(mShortSpins, float64(l.ShortSpins))
+	counter(mMoves, float64(l.Moves))
 	counter(mUnknown, float64(l.Unknown))
 	gauge(mNodes, float64(s.Tables.Nodes))
 	gauge(mNodeFds, float64(s.Tables.NodeFds))

@@ -34,6 +34,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "resident-data", Value: true, Usage: "on a memory backing file system (tmpfs, ramfs) with no swap, the loop runs every op of bounded work itself (reads and writes up to 128 KiB, opens, closes, namespace ops, listings, xattrs): none can wait for a device, and a handoff to a worker costs more than the op (docs/DESIGN.md); false sends them to the backend"},
 			&cli.DurationFlag{Name: "spin", Value: fs.DefaultSpin, Usage: "how long the loop keeps polling for the next request or completion before it sleeps, yielding the CPU each round, while recent idle gaps were short (loop transport; 0: sleep at once). Trades otherwise idle CPU time for wakeups: p99 lower at queue depth 1 (docs/BENCHMARKS.md)"},
 			&cli.BoolFlag{Name: "short-spin", Value: true, Usage: "while requests come one at a time, spin a fifth of --spin only, so that the scheduler may put the client on the loop's CPU (not for a daemon confined to one CPU, which spins all of --spin; docs/DESIGN.md, \"Spinning\"); false: always all of --spin"},
+			&cli.BoolFlag{Name: "follow-client", Value: true, Usage: "while requests come one at a time from one client and the daemon may run on more than one CPU, the loop moves its thread to the CPU the client last ran on (read from /proc every 20 ms), then frees it again, so the two share a CPU instead of waking each other across CPUs (docs/DESIGN.md, \"Spinning\"); false: leave placement to the scheduler"},
 			&cli.BoolFlag{Name: "lock-thread", Usage: "pin the loop goroutine to one OS thread (loop and uring transports; always on with --transport uring; an experiment with loop: on a 2-vCPU VM it made QD1 requests slower, the loop then rarely shares the client's CPU; docs/BENCHMARKS.md)"},
 			&cli.IntFlag{Name: "workers", Value: 16, Usage: "worker goroutines of the pool backend (and of uring's fallback pool)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount; always implies default_permissions (kernel permission checks)"},
@@ -125,6 +126,7 @@ func mountAction(c *cli.Context) error {
 		LockThread:    c.Bool("lock-thread"),
 		Spin:          c.Duration("spin"),
 		LongSpinOnly:  !c.Bool("short-spin"),
+		NoFollow:      !c.Bool("follow-client"),
 		// This process never opens files of its own mount, so it needs
 		// no poll probe; without it, a SIGKILL right after mounting
 		// cannot catch the daemon holding one (fs/pollprobe.go).

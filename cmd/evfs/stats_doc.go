@@ -48,6 +48,7 @@ type statsLoop struct {
 	Waits              uint64  `json:"waits"`
 	Spins              uint64  `json:"spins"`
 	ShortSpins         uint64  `json:"short_spins"`
+	Moves              uint64  `json:"moves"`
 	Polls              uint64  `json:"polls"`
 	Submitted          uint64  `json:"submitted"`
 	Completed          uint64  `json:"completed"`
@@ -139,6 +140,7 @@ func newStatsDoc(meta statsMeta, s fs.Snapshot) *statsDoc {
 			Stalls:             l.Stalls,
 			Spins:              l.Spins,
 			ShortSpins:         l.ShortSpins,
+			Moves:              l.Moves,
 		},
 		BackendStats: statsBackend{
 			Name:      meta.Backend,
