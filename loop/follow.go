@@ -30,7 +30,11 @@ func (l *Loop) Following() bool {
 
 // MoveToCPU moves the loop's thread to cpu if it is elsewhere and the
 // loop follows its client (Following), and reports whether it moved.
-// Loop-only: it moves the calling thread.
+// Loop-only: it moves the calling thread. No backing file system is
+// touched; the one wait is the migration itself (sched_setaffinity
+// returns once the thread runs on cpu), microseconds on an idle CPU, a
+// scheduler time slice on a busy one (9.4 ms once at a load average of
+// 12.7; docs/BENCHMARKS-history.md, session 18).
 func (l *Loop) MoveToCPU(cpu int) bool {
 	if !l.Following() || cpu < 0 || cpu == currentCPU() {
 		return false
