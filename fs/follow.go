@@ -22,7 +22,7 @@ const followEvery = 20 * time.Millisecond
 // follower is the session's side of following. Owned by the loop
 // goroutine, except the channel's far end.
 type follower struct {
-	on   bool          // Config.NoFollow unset and the short spin in use
+	on   bool          // Config.NoFollow unset (the loop decides the rest: Following)
 	tids chan uint32   // to the goroutine; nil until the first ask
 	at   time.Duration // loop.Mono of the last ask
 }
