@@ -66,7 +66,8 @@ func (s *session) stopFollowing() {
 
 // lastCPU is the CPU thread tid last ran on: field 39 of
 // /proc/TID/stat. False if the thread is gone or in another pid
-// namespace than this process's /proc.
+// namespace than this process's /proc. A file read: it runs on the
+// follower goroutine, never on the loop.
 func lastCPU(tid uint32) (int, bool) {
 	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/stat")
 	if err != nil {

@@ -40,18 +40,23 @@ func TestShortSpinFollowsAffinity(t *testing.T) {
 	}
 }
 
+// firstCPU is the lowest-numbered CPU in all.
+func firstCPU(all unix.CPUSet) int {
+	for cpu := 0; cpu < len(all)*64; cpu++ {
+		if all.IsSet(cpu) {
+			return cpu
+		}
+	}
+	return 0
+}
+
 // pinFirstCPU locks the calling goroutine to its thread and confines the
 // thread to the first CPU of all; the returned func restores the mask
 // and unlocks. (fs_test: PinFirstCPU.)
 func pinFirstCPU(t testing.TB, all unix.CPUSet) (unpin func()) {
 	t.Helper()
 	var one unix.CPUSet
-	for cpu := 0; cpu < 1024; cpu++ {
-		if all.IsSet(cpu) {
-			one.Set(cpu)
-			break
-		}
-	}
+	one.Set(firstCPU(all))
 	runtime.LockOSThread()
 	if err := unix.SchedSetaffinity(0, &one); err != nil {
 		runtime.UnlockOSThread()
@@ -74,12 +79,7 @@ func TestLastCPU(t *testing.T) {
 		t.Fatalf("sched_getaffinity: %v", err)
 	}
 	defer pinFirstCPU(t, all)()
-	want := -1
-	for c := 0; c < 1024 && want < 0; c++ {
-		if all.IsSet(c) {
-			want = c
-		}
-	}
+	want := firstCPU(all)
 	name := []byte("a) b (c\x00")
 	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
 		t.Fatalf("naming the thread: %v", err)

@@ -24,9 +24,7 @@ import (
 // run on more than one CPU and requests come one at a time (the short
 // spin applies; with several clients there is no one CPU to follow).
 // Loop-only.
-func (l *Loop) Following() bool {
-	return l.shortSpin > 0 && !l.lockOS && Mono()-l.queuedAt > queueQuiet
-}
+func (l *Loop) Following() bool { return !l.lockOS && l.oneAtATime(Mono()) }
 
 // MoveToCPU moves the loop's thread to cpu if it is elsewhere and the
 // loop follows its client (Following), and reports whether it moved.

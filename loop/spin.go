@@ -107,10 +107,17 @@ func (l *Loop) spinBeforeSleep() bool {
 // CPU were served twice as fast with the long spin, stat 44 against
 // 91 µs).
 func (l *Loop) spinFor() time.Duration {
-	if l.shortSpin > 0 && l.idleSince-l.queuedAt > queueQuiet {
+	if l.oneAtATime(l.idleSince) {
 		return l.shortSpin
 	}
 	return l.spin
+}
+
+// oneAtATime reports whether, at now, the loop has a short spin and no
+// requests have queued up (Queueing) for queueQuiet: the rule both the
+// short spin and following the client (follow.go) go by.
+func (l *Loop) oneAtATime(now time.Duration) bool {
+	return l.shortSpin > 0 && now-l.queuedAt > queueQuiet
 }
 
 // queueQuiet is how long after requests last queued up the loop keeps
